@@ -1,0 +1,124 @@
+-- BPDATA: the backup and processing queue.
+-- Original table and column names (RF.Fusion appCataloga bbce514) are kept; additions are
+-- marked "ext". The drifting counters of the original HOST table (NU_PENDING_BACKUP, ...) are
+-- not stored: VW_HOST_STATUS computes them from the task tables, under the same names.
+-- {BPDATA} is replaced by database.bpdata_schema. Statements end with ';' at end of line.
+
+CREATE DATABASE IF NOT EXISTS {BPDATA} CHARACTER SET utf8mb4 COLLATE utf8mb4_unicode_ci;
+
+CREATE TABLE IF NOT EXISTS {BPDATA}.HOST (
+    ID_HOST INT NOT NULL COMMENT 'Zabbix host id',
+    NA_HOST_UID VARCHAR(100) NULL COMMENT 'physical equipment name, e.g. RFEye002080',
+    FK_EQUIPMENT_RFDB INT NULL COMMENT 'RFDATA.DIM_SPECTRUM_EQUIPMENT.ID_EQUIPMENT of the receiver',
+    NA_HOST_ADDRESS VARCHAR(255) NULL COMMENT 'IP or DNS name',
+    NA_HOST_PORT INT NULL COMMENT 'SSH port',
+    NA_HOST_USER VARCHAR(64) NULL COMMENT 'SSH user',
+    NA_HOST_PASSWORD VARCHAR(50) NULL COMMENT 'legacy clear-text column: never written, always NULL',
+    BN_HOST_PASSWORD_SEALED VARBINARY(1024) NULL COMMENT 'ext: station password, XChaCha20-Poly1305 sealed',
+    NA_SECRET_KEY_ID CHAR(16) NULL COMMENT 'ext: id of the key that sealed the password',
+    NA_HOST_KEY_FINGERPRINT VARCHAR(128) NULL COMMENT 'ext: pinned SSH host key, SHA256:... as ssh-keygen -l',
+    DT_HOST_KEY_PINNED DATETIME(6) NULL COMMENT 'ext: when the host key was pinned or re-trusted',
+    NA_HOST_KEY_FILE VARCHAR(1024) NULL COMMENT 'ext: private key file for key authentication (NULL = default)',
+    NA_STATION_CONFIG VARCHAR(1024) NULL COMMENT 'ext: station indexer config path (NULL = /etc/node/indexerD.cfg)',
+    NU_STATUS TINYINT NOT NULL DEFAULT 0 COMMENT '0 ok, 1 no daemon (station config missing), 2 halt flag alert, 3 host key mismatch, 4 authentication failed, 5 unreachable',
+    NA_STATUS_MESSAGE TEXT NULL COMMENT 'ext: what NU_STATUS means for this host, for people',
+    DT_STATUS DATETIME(6) NULL COMMENT 'ext: when NU_STATUS last changed',
+    DT_CREATED DATETIME(6) NOT NULL DEFAULT CURRENT_TIMESTAMP(6) COMMENT 'ext',
+    DT_UPDATED DATETIME(6) NOT NULL DEFAULT CURRENT_TIMESTAMP(6) COMMENT 'ext: last change of access data',
+    PRIMARY KEY (ID_HOST),
+    KEY IX_HOST_UID (NA_HOST_UID)
+) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_unicode_ci;
+
+CREATE TABLE IF NOT EXISTS {BPDATA}.HOST_TASK (
+    ID_HOST_TASK INT NOT NULL AUTO_INCREMENT,
+    FK_HOST INT NOT NULL,
+    NU_TYPE TINYINT NOT NULL DEFAULT 1 COMMENT '1 backup',
+    DT_HOST_TASK DATETIME(6) NOT NULL COMMENT 'when the task became pending; the FIFO key, not moved by polls',
+    NU_STATUS TINYINT NOT NULL DEFAULT 1 COMMENT '-3 frozen, -2 suspended, -1 error, 0 done, 1 pending, 2 running',
+    NU_PID INT NULL COMMENT 'pid of the claiming process while running',
+    NA_MESSAGE TEXT NULL,
+    NA_OWNER VARCHAR(160) NULL COMMENT 'ext: instance id holding the lease',
+    DT_LEASE_EXPIRY DATETIME(6) NULL COMMENT 'ext: the claim is void after this (DB clock)',
+    NU_ATTEMPT INT UNSIGNED NOT NULL DEFAULT 0 COMMENT 'ext: bumped by every claim; fencing token',
+    NU_FAILURES INT UNSIGNED NOT NULL DEFAULT 0 COMMENT 'ext: consecutive failed attempts, reset on success',
+    DT_NOT_BEFORE DATETIME(6) NULL COMMENT 'ext: retry backoff, not claimable before this',
+    DT_LAST_REQUEST DATETIME(6) NULL COMMENT 'ext: last Zabbix poll asking for this task',
+    DT_LAST_DONE DATETIME(6) NULL COMMENT 'ext: last successful completion',
+    IS_CANCEL_REQUESTED TINYINT NOT NULL DEFAULT 0 COMMENT 'ext: a stop request arrived while running',
+    PRIMARY KEY (ID_HOST_TASK),
+    UNIQUE KEY UQ_HOST_TASK_HOST_TYPE (FK_HOST, NU_TYPE),
+    KEY IX_HOST_TASK_QUEUE (NU_TYPE, NU_STATUS, DT_HOST_TASK),
+    KEY IX_HOST_TASK_LEASE (NU_STATUS, DT_LEASE_EXPIRY),
+    KEY IX_HOST_TASK_OWNER (NA_OWNER, NU_STATUS),
+    CONSTRAINT FK_HOST_TASK_HOST FOREIGN KEY (FK_HOST) REFERENCES {BPDATA}.HOST (ID_HOST)
+) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_unicode_ci;
+
+CREATE TABLE IF NOT EXISTS {BPDATA}.FILE_TASK (
+    ID_FILE_TASK BIGINT NOT NULL AUTO_INCREMENT,
+    FK_HOST INT NOT NULL,
+    DT_FILE_TASK DATETIME(6) NOT NULL COMMENT 'when the file was listed; the FIFO key',
+    NU_TYPE TINYINT NOT NULL DEFAULT 1 COMMENT '1 backup, 2 processing',
+    NA_HOST_FILE_PATH VARCHAR(3000) NOT NULL COMMENT 'directory on the station',
+    NA_HOST_FILE_NAME VARCHAR(255) NOT NULL,
+    NU_HOST_FILE_MD5 VARCHAR(32) NULL COMMENT 'legacy, unused',
+    NA_SERVER_FILE_PATH VARCHAR(3000) NULL,
+    NA_SERVER_FILE_NAME VARCHAR(255) NULL,
+    NA_SERVER_FILE_MD5 VARCHAR(32) NULL COMMENT 'legacy, unused (see NA_SHA256)',
+    NU_STATUS TINYINT NOT NULL DEFAULT 1 COMMENT '-3 frozen, -2 suspended, -1 error, 0 done, 1 pending, 2 running',
+    NU_PID INT NULL,
+    NA_MESSAGE TEXT NULL,
+    NA_ERROR_CODE VARCHAR(64) NULL COMMENT 'ext: machine-readable reason of the last failure',
+    VL_FILE_SIZE BIGINT NULL COMMENT 'ext: bytes, as copied',
+    NA_SHA256 CHAR(64) NULL COMMENT 'ext: SHA-256 of the copied bytes',
+    DT_HOST_FILE_MODIFIED DATETIME(6) NULL COMMENT 'ext: station mtime at copy',
+    NA_OWNER VARCHAR(160) NULL COMMENT 'ext: instance id holding the lease',
+    DT_LEASE_EXPIRY DATETIME(6) NULL COMMENT 'ext',
+    NU_ATTEMPT INT UNSIGNED NOT NULL DEFAULT 0 COMMENT 'ext: fencing token',
+    NU_FAILURES INT UNSIGNED NOT NULL DEFAULT 0 COMMENT 'ext: failed attempts in the current stage',
+    DT_NOT_BEFORE DATETIME(6) NULL COMMENT 'ext: retry backoff',
+    DT_BACKUP DATETIME(6) NULL COMMENT 'ext: when the copy was completed and verified',
+    DT_PROCESSED DATETIME(6) NULL COMMENT 'ext: when the file was catalogued',
+    BN_FILE_KEY BINARY(32) AS (UNHEX(SHA2(CONCAT_WS(CHAR(0), FK_HOST, NA_HOST_FILE_PATH, NA_HOST_FILE_NAME), 256))) PERSISTENT COMMENT 'ext: identity of the station file',
+    PRIMARY KEY (ID_FILE_TASK),
+    UNIQUE KEY UQ_FILE_TASK_FILE (BN_FILE_KEY),
+    KEY IX_FILE_TASK_QUEUE (NU_TYPE, NU_STATUS, DT_FILE_TASK),
+    KEY IX_FILE_TASK_HOST (FK_HOST, NU_TYPE, NU_STATUS),
+    KEY IX_FILE_TASK_LEASE (NU_STATUS, DT_LEASE_EXPIRY),
+    KEY IX_FILE_TASK_OWNER (NA_OWNER, NU_STATUS),
+    KEY IX_FILE_TASK_BACKUP (FK_HOST, DT_BACKUP),
+    KEY IX_FILE_TASK_PROCESSED (FK_HOST, DT_PROCESSED),
+    CONSTRAINT FK_FILE_TASK_HOST FOREIGN KEY (FK_HOST) REFERENCES {BPDATA}.HOST (ID_HOST)
+) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_unicode_ci;
+
+CREATE TABLE IF NOT EXISTS {BPDATA}.TASK_HISTORY (
+    ID_TASK_HISTORY BIGINT NOT NULL AUTO_INCREMENT,
+    NA_TASK_KIND ENUM('HOST','FILE') NOT NULL,
+    FK_TASK BIGINT NOT NULL COMMENT 'ID_HOST_TASK or ID_FILE_TASK',
+    FK_HOST INT NOT NULL,
+    DT_CHANGE DATETIME(6) NOT NULL DEFAULT CURRENT_TIMESTAMP(6),
+    NA_ACTOR VARCHAR(200) NOT NULL COMMENT 'who: instance id and stage, or gateway peer',
+    NU_TYPE TINYINT NULL COMMENT 'task type after the change',
+    NU_STATUS_FROM TINYINT NULL COMMENT 'NULL when the task was created',
+    NU_STATUS_TO TINYINT NOT NULL,
+    NU_ATTEMPT INT UNSIGNED NULL,
+    NA_MESSAGE TEXT NULL,
+    PRIMARY KEY (ID_TASK_HISTORY),
+    KEY IX_TASK_HISTORY_TASK (NA_TASK_KIND, FK_TASK),
+    KEY IX_TASK_HISTORY_HOST (FK_HOST, DT_CHANGE)
+) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_unicode_ci COMMENT='append-only: rows are never updated or deleted';
+
+CREATE OR REPLACE VIEW {BPDATA}.VW_HOST_STATUS AS
+SELECT h.ID_HOST,
+       h.NA_HOST_UID,
+       (SELECT COUNT(*) FROM {BPDATA}.FILE_TASK f WHERE f.FK_HOST = h.ID_HOST AND f.NU_TYPE = 2) AS NU_HOST_FILES,
+       (SELECT COUNT(*) FROM {BPDATA}.HOST_TASK t WHERE t.FK_HOST = h.ID_HOST AND t.NU_STATUS IN (1, 2)) AS NU_PENDING_HOST_TASK,
+       (SELECT MAX(t.DT_LAST_DONE) FROM {BPDATA}.HOST_TASK t WHERE t.FK_HOST = h.ID_HOST) AS DT_LAST_HOST_CHECK,
+       (SELECT COALESCE(SUM(t.NU_FAILURES), 0) FROM {BPDATA}.HOST_TASK t WHERE t.FK_HOST = h.ID_HOST) AS NU_HOST_CHECK_ERROR,
+       (SELECT COUNT(*) FROM {BPDATA}.FILE_TASK f WHERE f.FK_HOST = h.ID_HOST AND f.NU_TYPE = 1 AND f.NU_STATUS IN (1, 2)) AS NU_PENDING_BACKUP,
+       (SELECT MAX(f.DT_BACKUP) FROM {BPDATA}.FILE_TASK f WHERE f.FK_HOST = h.ID_HOST) AS DT_LAST_BACKUP,
+       (SELECT COUNT(*) FROM {BPDATA}.FILE_TASK f WHERE f.FK_HOST = h.ID_HOST AND f.NU_TYPE = 1 AND f.NU_STATUS = -1) AS NU_BACKUP_ERROR,
+       (SELECT COUNT(*) FROM {BPDATA}.FILE_TASK f WHERE f.FK_HOST = h.ID_HOST AND f.NU_TYPE = 2 AND f.NU_STATUS IN (1, 2)) AS NU_PENDING_PROCESSING,
+       (SELECT COUNT(*) FROM {BPDATA}.FILE_TASK f WHERE f.FK_HOST = h.ID_HOST AND f.NU_TYPE = 2 AND f.NU_STATUS = -1) AS NU_PROCESSING_ERROR,
+       (SELECT MAX(f.DT_PROCESSED) FROM {BPDATA}.FILE_TASK f WHERE f.FK_HOST = h.ID_HOST) AS DT_LAST_PROCESSING,
+       h.NU_STATUS
+FROM {BPDATA}.HOST h;

@@ -1,0 +1,212 @@
+//! Command line: parsing and the implementation of each subcommand (the binary edge).
+//!
+//! `main.rs` only calls [`main`]. Errors are printed as one line, `error: <what failed>: <why>`,
+//! with exit status 78 (`EX_CONFIG`) for configuration problems and 1 for everything else.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+
+use crate::config::{Config, ConfigError, DEFAULT_CONFIG_PATH, LogFormat};
+use crate::secret::StationKey;
+use crate::store::Store;
+
+/// Backs up and catalogues measurement files from remote radio-monitoring stations.
+#[derive(Debug, Parser)]
+#[command(name = "appcataloga", version, about, long_about = None)]
+pub struct Cli {
+    /// Configuration file (default /etc/appcataloga/appcataloga.toml).
+    #[arg(long, global = true, env = "APPCATALOGA_CONFIG", value_name = "PATH")]
+    pub config: Option<PathBuf>,
+    /// Log format; overrides log.format.
+    #[arg(long, global = true, value_enum, value_name = "FORMAT")]
+    pub log_format: Option<LogFormat>,
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Commands,
+}
+
+/// Subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Commands {
+    /// Run the daemon (gateway and workers) until SIGTERM.
+    Run,
+    /// Apply pending database migrations and exit.
+    Migrate,
+    /// Reference data.
+    Refdata {
+        /// Action.
+        #[command(subcommand)]
+        action: RefdataCommand,
+    },
+    /// Configuration.
+    Config {
+        /// Action.
+        #[command(subcommand)]
+        action: ConfigCommand,
+    },
+    /// Create a new key for station passwords (mode 0600; never overwrites).
+    Keygen {
+        /// Where to write the key.
+        path: PathBuf,
+    },
+    /// Benchmarks (print figures; not tests).
+    Bench {
+        /// Which benchmark.
+        #[command(subcommand)]
+        which: BenchCommand,
+    },
+}
+
+/// `refdata` actions.
+#[derive(Debug, Subcommand)]
+pub enum RefdataCommand {
+    /// Load IBGE states, municipalities and seat coordinates from DIR (idempotent).
+    Load {
+        /// Directory holding the reference CSV files.
+        dir: PathBuf,
+    },
+}
+
+/// `config` actions.
+#[derive(Debug, Subcommand)]
+pub enum ConfigCommand {
+    /// Validate and print the effective configuration, secrets redacted.
+    Check,
+}
+
+/// `bench` targets.
+#[derive(Debug, Subcommand)]
+pub enum BenchCommand {
+    /// Drive a running gateway with concurrent legacy clients.
+    Gateway(crate::bench_gateway::GatewayBenchArgs),
+}
+
+/// Entry point used by `main.rs`.
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match dispatch(cli) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            if let Some(cfg) = e.downcast_ref::<ConfigError>() {
+                eprintln!("error: {cfg}");
+                ExitCode::from(78)
+            } else {
+                eprintln!("error: {}", format!("{e:#}").replace('\n', " "));
+                ExitCode::FAILURE
+            }
+        }
+    }
+}
+
+fn load_config(cli: &Cli) -> Result<Config, ConfigError> {
+    match &cli.config {
+        Some(path) => Config::load(path, true),
+        None => Config::load(std::path::Path::new(DEFAULT_CONFIG_PATH), false),
+    }
+}
+
+fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread().enable_all().build().context("starting the async runtime")
+}
+
+fn dispatch(cli: Cli) -> anyhow::Result<()> {
+    match &cli.command {
+        Commands::Keygen { path } => {
+            let id = StationKey::generate_file(path)?;
+            println!("wrote a new station-password key to {} (key id {id})", path.display());
+            println!(
+                "set secrets.key_file = {:?} (or APPCATALOGA_SECRETS__KEY_FILE)",
+                path.display().to_string()
+            );
+            Ok(())
+        }
+        Commands::Bench { which: BenchCommand::Gateway(args) } => {
+            runtime()?.block_on(crate::bench_gateway::run(args.clone()))
+        }
+        Commands::Config { action: ConfigCommand::Check } => {
+            let config = load_config(&cli)?;
+            print!("{}", config.to_redacted_toml());
+            match StationKey::load(&config.secrets.key_file) {
+                Ok(k) => eprintln!(
+                    "ok: station-password key {} loaded (id {})",
+                    config.secrets.key_file.display(),
+                    k.id()
+                ),
+                Err(e) => eprintln!("warning: {e}"),
+            }
+            Ok(())
+        }
+        Commands::Run => {
+            let config = load_config(&cli)?;
+            crate::telemetry::init(cli.log_format.unwrap_or(config.log.format), &config.log.level);
+            let rt = runtime()?;
+            rt.block_on(async move {
+                let listener = tokio::net::TcpListener::bind(config.gateway.listen)
+                    .await
+                    .with_context(|| format!("binding gateway.listen {}", config.gateway.listen))?;
+                let shutdown = crate::signal::shutdown_signal().context("installing signal handlers")?;
+                crate::daemon::run(config, listener, shutdown).await
+            })?;
+            // Do not wait for lingering blocking tasks (e.g. stdin readers) at exit.
+            rt.shutdown_timeout(Duration::from_secs(1));
+            Ok(())
+        }
+        Commands::Migrate => {
+            let config = load_config(&cli)?;
+            crate::telemetry::init(cli.log_format.unwrap_or(config.log.format), &config.log.level);
+            runtime()?.block_on(async {
+                let store = Store::connect_lazy(&config.database)?;
+                let report = store
+                    .migrate(&crate::instance::InstanceId::current().to_string())
+                    .await
+                    .context("applying migrations")?;
+                println!(
+                    "migrations: {} applied ({:?}), {} already present",
+                    report.applied.len(),
+                    report.applied,
+                    report.already.len()
+                );
+                store.close().await;
+                Ok(())
+            })
+        }
+        Commands::Refdata { action: RefdataCommand::Load { dir } } => {
+            let config = load_config(&cli)?;
+            crate::telemetry::init(cli.log_format.unwrap_or(config.log.format), &config.log.level);
+            let data = crate::refdata::load_dir(dir)?;
+            runtime()?.block_on(async {
+                let store = Store::connect_lazy(&config.database)?;
+                store.migrate(&crate::instance::InstanceId::current().to_string()).await.context("applying migrations")?;
+                let total = data.counties.len();
+                let tty = std::io::IsTerminal::is_terminal(&std::io::stderr());
+                let report = store
+                    .load_reference_data(&data, |done| {
+                        if tty {
+                            eprint!("\rmunicipalities: {done}/{total}");
+                        }
+                    })
+                    .await
+                    .context("loading reference data")?;
+                if tty {
+                    eprintln!();
+                }
+                println!(
+                    "reference data from {}: {} states, {} municipalities ({} with seat coordinates); {} inserted, {} updated, {} unchanged",
+                    dir.display(),
+                    data.states.len(),
+                    total,
+                    data.counties.iter().filter(|c| c.latitude.is_some()).count(),
+                    report.inserted,
+                    report.updated,
+                    report.unchanged
+                );
+                store.close().await;
+                Ok(())
+            })
+        }
+    }
+}

@@ -1,0 +1,24 @@
+//! appcataloga: the central-server daemon of a radio-spectrum monitoring network.
+//!
+//! Zabbix asks it over TCP to back a station up ([`gateway`]); the request is queued in MariaDB
+//! ([`store`], the only module with SQL); the CRFS `.bin` files are read by a pure parser
+//! ([`crfs`]). [`daemon`] wires the stages together; [`config`], [`telemetry`], [`signal`] and
+//! [`cli`] are the thin outer layer. See ARCHITECTURE.md for the map and the invariants.
+
+pub mod backup;
+pub mod bench_crfs;
+pub mod bench_gateway;
+pub mod bench_publish;
+pub mod cli;
+pub mod config;
+pub mod crfs;
+pub mod daemon;
+pub mod gateway;
+pub mod instance;
+pub mod publish;
+pub mod refdata;
+pub mod secret;
+pub mod signal;
+pub mod station;
+pub mod store;
+pub mod telemetry;

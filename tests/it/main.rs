@@ -1,0 +1,9 @@
+//! Integration tests: one binary, real MariaDB servers, the real daemon binary.
+
+mod backup;
+mod cli;
+mod crfs;
+mod gateway;
+mod support;
+mod station;
+mod ssh;
