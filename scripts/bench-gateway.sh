@@ -7,8 +7,11 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/install-deps.sh
-cargo build --release --locked --quiet
-bin=target/release/appcataloga
+if [ -z "${BIN:-}" ]; then
+  cargo build --release --locked --quiet
+  BIN="${CARGO_TARGET_DIR:-target}/release/appcataloga"
+fi
+bin=$BIN
 work=$(mktemp -d /tmp/acat-bench.XXXXXX)
 port=$((20000 + RANDOM % 20000))
 gw=$((40000 + RANDOM % 20000))

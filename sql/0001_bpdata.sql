@@ -78,6 +78,7 @@ CREATE TABLE IF NOT EXISTS {BPDATA}.FILE_TASK (
     DT_NOT_BEFORE DATETIME(6) NULL COMMENT 'ext: retry backoff',
     DT_BACKUP DATETIME(6) NULL COMMENT 'ext: when the copy was completed and verified',
     DT_PROCESSED DATETIME(6) NULL COMMENT 'ext: when the file was catalogued',
+    NA_TARGET_PATH VARCHAR(3000) NULL COMMENT 'ext: where processing files it (recorded before the move, for crash repair)',
     BN_FILE_KEY BINARY(32) AS (UNHEX(SHA2(CONCAT_WS(CHAR(0), FK_HOST, NA_HOST_FILE_PATH, NA_HOST_FILE_NAME), 256))) PERSISTENT COMMENT 'ext: identity of the station file',
     PRIMARY KEY (ID_FILE_TASK),
     UNIQUE KEY UQ_FILE_TASK_FILE (BN_FILE_KEY),

@@ -48,6 +48,12 @@ pub enum Commands {
         #[command(subcommand)]
         action: ConfigCommand,
     },
+    /// Stations.
+    Hosts {
+        /// Action.
+        #[command(subcommand)]
+        action: HostsCommand,
+    },
     /// Create a new key for station passwords (mode 0600; never overwrites).
     Keygen {
         /// Where to write the key.
@@ -68,6 +74,17 @@ pub enum RefdataCommand {
     Load {
         /// Directory holding the reference CSV files.
         dir: PathBuf,
+    },
+}
+
+/// `hosts` actions.
+#[derive(Debug, Subcommand)]
+pub enum HostsCommand {
+    /// Forget a station's pinned host key (after checking the new one on the station) and
+    /// unfreeze its backup; the next contact pins the key it presents.
+    TrustKey {
+        /// Zabbix host id.
+        host_id: i32,
     },
 }
 
@@ -154,6 +171,18 @@ fn dispatch(cli: Cli) -> anyhow::Result<()> {
             // Do not wait for lingering blocking tasks (e.g. stdin readers) at exit.
             rt.shutdown_timeout(Duration::from_secs(1));
             Ok(())
+        }
+        Commands::Hosts { action: HostsCommand::TrustKey { host_id } } => {
+            let config = load_config(&cli)?;
+            runtime()?.block_on(async {
+                let store = Store::connect_lazy(&config.database)?;
+                let actor = format!("operator {}", crate::instance::InstanceId::current());
+                let found = store.trust_host_key(*host_id, &actor).await.context("re-trusting the host key")?;
+                store.close().await;
+                anyhow::ensure!(found, "host {host_id} is unknown");
+                println!("host {host_id}: pinned key forgotten; the next backup pins the key the station presents");
+                Ok(())
+            })
         }
         Commands::Migrate => {
             let config = load_config(&cli)?;

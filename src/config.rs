@@ -38,6 +38,8 @@ pub struct Config {
     pub secrets: SecretsConfig,
     /// The backup workers.
     pub backup: BackupConfig,
+    /// The processing workers.
+    pub processing: ProcessingConfig,
     /// Logging.
     pub log: LogConfig,
     /// Process lifecycle.
@@ -155,6 +157,46 @@ pub struct BackupConfig {
     /// Delay before retrying after a permanent failure (bad password, missing station config).
     #[serde(with = "duration_str")]
     pub permanent_retry: Duration,
+}
+
+/// `[processing]`
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ProcessingConfig {
+    /// Run processing workers in this daemon.
+    pub enabled: bool,
+    /// Files processed at the same time; 0 = number of cores.
+    pub parallelism: usize,
+    /// How often an idle worker looks for copied files.
+    #[serde(with = "duration_str")]
+    pub poll_interval: Duration,
+    /// A claimed file's lease; a worker that dies loses it after this long.
+    #[serde(with = "duration_str")]
+    pub lease: Duration,
+    /// A new position within this many degrees (on both axes) of a site belongs to it.
+    pub site_tolerance_deg: f64,
+    /// A site's position is refined as a running mean up to this many GPS samples.
+    pub max_site_samples: u64,
+    /// `NA_VOLUME` of repository copies in `DIM_SPECTRUM_FILE` (the original's `repoSFI`).
+    pub repository_volume: String,
+    /// First retry delay after a passing failure (doubles each time).
+    #[serde(with = "duration_str")]
+    pub retry_base: Duration,
+}
+
+impl Default for ProcessingConfig {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            parallelism: 0,
+            poll_interval: Duration::from_secs(1),
+            lease: Duration::from_secs(600),
+            site_tolerance_deg: 0.0005,
+            max_site_samples: 1000,
+            repository_volume: "repoSFI".into(),
+            retry_base: Duration::from_secs(30),
+        }
+    }
 }
 
 /// Host key policy names.
@@ -291,6 +333,7 @@ impl Default for Config {
             repository: RepositoryConfig::default(),
             secrets: SecretsConfig::default(),
             backup: BackupConfig::default(),
+            processing: ProcessingConfig::default(),
             log: LogConfig::default(),
             daemon: DaemonConfig::default(),
         }
@@ -438,6 +481,12 @@ impl Config {
                 "backup.known_hosts_file",
                 "required by host_key_policy = \"known-hosts\"".into(),
             ));
+        }
+        if !(self.processing.site_tolerance_deg > 0.0 && self.processing.site_tolerance_deg < 1.0) {
+            return Err(invalid("processing.site_tolerance_deg", "must be between 0 and 1 degree".into()));
+        }
+        if self.processing.lease < Duration::from_secs(10) {
+            return Err(invalid("processing.lease", "must be at least 10s".into()));
         }
         if self.gateway.allow.is_empty() {
             return Err(invalid(

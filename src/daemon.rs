@@ -108,6 +108,15 @@ pub async fn run(
         };
         tracker.spawn(crate::backup::engine::run(backup, root.child_token(), tracker.clone()));
     }
+    if config.processing.enabled {
+        let processing = crate::process::ProcessContext {
+            store: store.clone(),
+            config: Arc::new(config.processing.clone()),
+            repo_root: config.repository.root.clone(),
+            instance: instance.to_string().into(),
+        };
+        tracker.spawn(crate::process::run(processing, root.child_token(), tracker.clone()));
+    }
 
     if let Some(period) = watchdog_period() {
         let hb = heartbeat.clone();

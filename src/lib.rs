@@ -16,6 +16,7 @@ pub mod daemon;
 pub mod gateway;
 pub mod instance;
 pub mod publish;
+pub mod process;
 pub mod refdata;
 pub mod secret;
 pub mod signal;

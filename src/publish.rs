@@ -822,7 +822,10 @@ struct Publication<'a> {
     opts: &'a PublishOptions,
     generated_at: String,
     version_json: String,
-    done: Vec<(PendingFile, u64, u64)>,
+    /// Cancelled by the user's token, or by the first failure (stops the other writers).
+    cancel: CancellationToken,
+    /// Complete temporary files, in completion order.
+    done: std::sync::Mutex<Vec<(PendingFile, u64, u64)>>,
 }
 
 impl Publication<'_> {
@@ -850,7 +853,7 @@ impl Publication<'_> {
 
     /// Writes one file to its temporary path: `fill` streams rows into the sink.
     async fn write<F>(
-        &mut self,
+        &self,
         name: String,
         schema: SchemaRef,
         kinds: &[ColumnKind],
@@ -875,7 +878,7 @@ impl Publication<'_> {
             rows: 0,
             tx: Some(tx),
             progress: self.opts.progress.clone(),
-            cancel: self.opts.cancel.clone(),
+            cancel: self.cancel.clone(),
         };
         let streamed = async {
             fill(&mut sink).await?;
@@ -896,13 +899,16 @@ impl Publication<'_> {
             (Ok(()), Ok(result)) => result?,
         };
         debug!(file = %name, rows, bytes, "Temporary Parquet file complete.");
-        self.done.push((pending, rows, bytes));
+        if let Ok(mut done) = self.done.lock() {
+            done.push((pending, rows, bytes));
+        }
         Ok(())
     }
 
     /// Removes every temporary file written so far (on failure).
     fn abandon(&mut self) {
-        for (p, _, _) in self.done.drain(..) {
+        let done = std::mem::take(self.done.get_mut().unwrap_or_else(|e| e.into_inner()));
+        for (p, _, _) in done {
             let _ = std::fs::remove_file(&p.tmp);
         }
     }
@@ -934,13 +940,21 @@ pub fn is_temp_name(name: &str) -> bool {
     name.starts_with('.') && name.contains(&format!(".parquet{TEMP_MARKER}"))
 }
 
-/// Removes every temporary file in `dir` (call only while holding the lock).
-fn remove_stale_temps(dir: &Path) -> Result<usize, PublishError> {
+/// The pid in a temporary file name.
+fn temp_pid(name: &str) -> Option<u32> {
+    name.rsplit_once(TEMP_MARKER)?.1.parse().ok()
+}
+
+/// Removes the temporary files of interrupted publications in `dir`: all of them while we
+/// hold the lock (their writers are dead: the kernel released their locks), otherwise only
+/// those whose pid is not a live process of this host.
+fn remove_stale_temps(dir: &Path, locked: bool) -> Result<usize, PublishError> {
     let mut removed = 0;
     for entry in std::fs::read_dir(dir).map_err(io_err("list", dir))? {
         let entry = entry.map_err(io_err("list", dir))?;
-        let name = entry.file_name();
-        if is_temp_name(&name.to_string_lossy()) {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        let alive = |pid: u32| pid != std::process::id() && Path::new(&format!("/proc/{pid}")).exists();
+        if is_temp_name(&name) && (locked || !temp_pid(&name).is_some_and(alive)) {
             let path = entry.path();
             match std::fs::remove_file(&path) {
                 Ok(()) => {
@@ -980,16 +994,19 @@ pub async fn publish_once(
                 .write(true)
                 .open(&lock_path)
                 .map_err(io_err("open the lock file", &lock_path))?;
-            match lock.try_lock() {
-                Ok(()) => {}
+            let locked = match lock.try_lock() {
+                Ok(()) => true,
                 Err(std::fs::TryLockError::WouldBlock) => {
                     return Err(PublishError::Busy { dir: dir.clone(), lock: lock_path.clone() });
                 }
                 Err(std::fs::TryLockError::Error(e)) => {
-                    return Err(PublishError::Io { action: "lock", path: lock_path.clone(), source: e });
+                    // Some network file systems do not support flock: publish anyway (each
+                    // file is still atomic) and only clean temporaries of dead local pids.
+                    warn!(lock = %lock_path.display(), error = %e, "Cannot lock; publishing without the lock.");
+                    false
                 }
-            }
-            let removed = remove_stale_temps(&dir)?;
+            };
+            let removed = remove_stale_temps(&dir, locked)?;
             Ok((lock, removed))
         })
         .await
@@ -1002,13 +1019,16 @@ pub async fn publish_once(
         opts,
         generated_at: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Micros, true),
         version_json: serde_json::to_string(&version).unwrap_or_default(),
-        done: Vec::new(),
+        cancel: opts.cancel.child_token(),
+        done: std::sync::Mutex::new(Vec::new()),
     };
-    let result = write_all(store, opts, &mut publication).await;
+    let result = write_all(store, opts, &publication).await;
     let result = match result {
         Ok(()) => {
             let dir = dir.clone();
-            let files = std::mem::take(&mut publication.done);
+            let mut files = std::mem::take(publication.done.get_mut().unwrap_or_else(|e| e.into_inner()));
+            // The catalogue first, then the tables by name (they may complete in any order).
+            files.sort_by_key(|(p, _, _)| (!p.target.ends_with(CATALOG_FILE), p.target.clone()));
             tokio::task::spawn_blocking(move || {
                 let r = commit(&dir, &files);
                 (r, files)
@@ -1016,7 +1036,7 @@ pub async fn publish_once(
             .await
             .map_err(|e| PublishError::Writer { file: "commit".into(), reason: e.to_string() })
             .and_then(|(r, files)| {
-                publication.done = files;
+                publication.done = std::sync::Mutex::new(files);
                 r
             })
         }
@@ -1028,11 +1048,9 @@ pub async fn publish_once(
         return Err(e);
     }
     drop(lock);
-    let mut reports = publication.done.iter().map(|(p, rows, bytes)| FileReport {
-        path: p.target.clone(),
-        rows: *rows,
-        bytes: *bytes,
-    });
+    let done = std::mem::take(publication.done.get_mut().unwrap_or_else(|e| e.into_inner()));
+    let mut reports =
+        done.iter().map(|(p, rows, bytes)| FileReport { path: p.target.clone(), rows: *rows, bytes: *bytes });
     let catalog = reports.next().ok_or_else(|| PublishError::Writer {
         file: CATALOG_FILE.into(),
         reason: "no catalogue file was produced".into(),
@@ -1050,33 +1068,56 @@ pub async fn publish_once(
     Ok(report)
 }
 
+/// Writes the catalogue and, concurrently (on their own connection and writer thread), the
+/// per-table files one after another; the first failure cancels the other side.
 async fn write_all(
     store: &Store,
     opts: &PublishOptions,
-    publication: &mut Publication<'_>,
+    publication: &Publication<'_>,
 ) -> Result<(), PublishError> {
-    let kinds: Vec<ColumnKind> = CATALOG_COLUMNS.iter().map(|c| c.kind).collect();
-    let volume = opts.repository_volume.clone();
-    publication
-        .write(CATALOG_FILE.to_string(), catalog_schema(), &kinds, async |sink: &mut FileSink| {
-            store.stream_spectrum_catalog(&volume, sink).await
-        })
-        .await?;
-    if opts.table_dumps {
-        for table in store.catalog_tables().await? {
-            if opts.cancel.is_cancelled() {
-                return Err(PublishError::Cancelled);
-            }
-            let kinds: Vec<ColumnKind> = table.columns.iter().map(|c| c.kind).collect();
-            let name = format!("{TABLE_FILE_PREFIX}{}.parquet", table.name);
-            publication
-                .write(name, table_schema(&table), &kinds, async |sink: &mut FileSink| {
-                    store.stream_table(&table, sink).await
-                })
-                .await?;
+    let stop_on_error = |r: Result<(), PublishError>| {
+        if r.is_err() {
+            publication.cancel.cancel();
         }
+        r
+    };
+    let flat = async {
+        let kinds: Vec<ColumnKind> = CATALOG_COLUMNS.iter().map(|c| c.kind).collect();
+        let volume = opts.repository_volume.clone();
+        let r = publication
+            .write(CATALOG_FILE.to_string(), catalog_schema(), &kinds, async |sink: &mut FileSink| {
+                store.stream_spectrum_catalog(&volume, sink).await
+            })
+            .await;
+        stop_on_error(r)
+    };
+    let tables = async {
+        if !opts.table_dumps {
+            return Ok(());
+        }
+        let r = async {
+            for table in store.catalog_tables().await? {
+                if publication.cancel.is_cancelled() {
+                    return Err(PublishError::Cancelled);
+                }
+                let kinds: Vec<ColumnKind> = table.columns.iter().map(|c| c.kind).collect();
+                let name = format!("{TABLE_FILE_PREFIX}{}.parquet", table.name);
+                publication
+                    .write(name, table_schema(&table), &kinds, async |sink: &mut FileSink| {
+                        store.stream_table(&table, sink).await
+                    })
+                    .await?;
+            }
+            Ok(())
+        }
+        .await;
+        stop_on_error(r)
+    };
+    match tokio::join!(flat, tables) {
+        (Ok(()), Ok(())) => Ok(()),
+        // Report the failure that caused the cancellation, not the cancellation.
+        (Err(PublishError::Cancelled), Err(e)) | (Err(e), _) | (_, Err(e)) => Err(e),
     }
-    Ok(())
 }
 
 /// The catalogue version recorded in the footer of a published `spectrum_catalog.parquet`
@@ -1172,6 +1213,7 @@ mod tests {
         let name = t.file_name().and_then(|n| n.to_str()).unwrap_or_default().to_string();
         assert!(name.starts_with('.') && !name.ends_with(".parquet"), "{name}");
         assert!(is_temp_name(&name));
+        assert_eq!(temp_pid(&name), Some(std::process::id()));
         assert!(!is_temp_name(CATALOG_FILE));
         assert!(!is_temp_name(LOCK_FILE));
     }

@@ -146,21 +146,13 @@ pub enum SshError {
         source: std::io::Error,
     },
     #[error("{target}: {stage} timed out after {after:?}")]
-    Timeout {
-        target: String,
-        stage: String,
-        after: Duration,
-    },
+    Timeout { target: String, stage: String, after: Duration },
     #[error(
         "host key of {target} changed: pinned {expected}, got {got}; refused before \
          authentication. If the station was reinstalled, re-trust it with \
          `appcataloga hosts trust-key <id>`; otherwise suspect a man in the middle"
     )]
-    HostKeyMismatch {
-        target: String,
-        expected: String,
-        got: String,
-    },
+    HostKeyMismatch { target: String, expected: String, got: String },
     #[error(
         "host key of {target} is not trusted ({got}); refused before authentication. Enroll it \
          with `appcataloga hosts trust-key <id>` after checking the fingerprint on the station"
@@ -172,11 +164,7 @@ pub enum SshError {
         "authentication of {user}@{target} by {method} failed; fix the station's credentials \
          (no automatic retry)"
     )]
-    AuthFailed {
-        target: String,
-        user: String,
-        method: &'static str,
-    },
+    AuthFailed { target: String, user: String, method: &'static str },
     #[error("cannot use private key {path}: {detail}")]
     KeyFile { path: PathBuf, detail: String },
     #[error("{target}: connection lost: {detail}")]
@@ -188,19 +176,9 @@ pub enum SshError {
     #[error("{target}: {path}: already exists")]
     AlreadyExists { target: String, path: String },
     #[error("{target}: {path}: larger than the limit of {limit} bytes")]
-    TooLarge {
-        target: String,
-        path: String,
-        limit: u64,
-    },
+    TooLarge { target: String, path: String, limit: u64 },
     #[error("{target}: SFTP {op} {path} failed: {code:?}: {message}")]
-    Sftp {
-        target: String,
-        op: &'static str,
-        path: String,
-        code: StatusCode,
-        message: String,
-    },
+    Sftp { target: String, op: &'static str, path: String, code: StatusCode, message: String },
     #[error("{target}: SSH protocol error: {detail}")]
     Protocol { target: String, detail: String },
     #[error("local I/O while {context}: {source}")]
@@ -243,23 +221,14 @@ impl From<russh::Error> for SshError {
 fn russh_err(target: String, e: russh::Error) -> SshError {
     use russh::Error as E;
     match e {
-        E::IO(io) => SshError::Disconnected {
-            target,
-            detail: io.to_string(),
-        },
-        E::ConnectionTimeout | E::KeepaliveTimeout | E::InactivityTimeout => SshError::Timeout {
-            target,
-            stage: e.to_string(),
-            after: Duration::ZERO,
-        },
-        E::HUP | E::Disconnect | E::SendError | E::RecvError => SshError::Disconnected {
-            target,
-            detail: e.to_string(),
-        },
-        other => SshError::Protocol {
-            target,
-            detail: other.to_string(),
-        },
+        E::IO(io) => SshError::Disconnected { target, detail: io.to_string() },
+        E::ConnectionTimeout | E::KeepaliveTimeout | E::InactivityTimeout => {
+            SshError::Timeout { target, stage: e.to_string(), after: Duration::ZERO }
+        }
+        E::HUP | E::Disconnect | E::SendError | E::RecvError => {
+            SshError::Disconnected { target, detail: e.to_string() }
+        }
+        other => SshError::Protocol { target, detail: other.to_string() },
     }
 }
 
@@ -267,23 +236,9 @@ fn russh_err(target: String, e: russh::Error) -> SshError {
 fn with_target(e: SshError, t: &str) -> SshError {
     let fix = |target: String| if target.is_empty() { t.to_string() } else { target };
     match e {
-        SshError::Disconnected { target, detail } => SshError::Disconnected {
-            target: fix(target),
-            detail,
-        },
-        SshError::Timeout {
-            target,
-            stage,
-            after,
-        } => SshError::Timeout {
-            target: fix(target),
-            stage,
-            after,
-        },
-        SshError::Protocol { target, detail } => SshError::Protocol {
-            target: fix(target),
-            detail,
-        },
+        SshError::Disconnected { target, detail } => SshError::Disconnected { target: fix(target), detail },
+        SshError::Timeout { target, stage, after } => SshError::Timeout { target: fix(target), stage, after },
+        SshError::Protocol { target, detail } => SshError::Protocol { target: fix(target), detail },
         other => other,
     }
 }
@@ -302,23 +257,20 @@ struct KeyChecker {
 impl KeyChecker {
     fn decide(&self, key: &russh::keys::PublicKey) -> Result<bool, SshError> {
         let got = key.fingerprint(HashAlg::Sha256).to_string();
-        if let Some(pin) = self.pinned.as_deref().map(str::trim) {
-            if pin != got {
-                return Err(SshError::HostKeyMismatch {
-                    target: self.target.clone(),
-                    expected: pin.to_string(),
-                    got,
-                });
-            }
+        if let Some(pin) = self.pinned.as_deref().map(str::trim)
+            && pin != got
+        {
+            return Err(SshError::HostKeyMismatch {
+                target: self.target.clone(),
+                expected: pin.to_string(),
+                got,
+            });
         }
         let newly = match &self.policy {
             HostKeyPolicy::AcceptNew => self.pinned.is_none(),
             HostKeyPolicy::Strict => {
                 if self.pinned.is_none() {
-                    return Err(SshError::HostKeyUnknown {
-                        target: self.target.clone(),
-                        got,
-                    });
+                    return Err(SshError::HostKeyUnknown { target: self.target.clone(), got });
                 }
                 false
             }
@@ -326,10 +278,7 @@ impl KeyChecker {
                 match russh::keys::check_known_hosts_path(&self.host, self.port, key, path) {
                     Ok(true) => false,
                     Ok(false) => {
-                        return Err(SshError::HostKeyUnknown {
-                            target: self.target.clone(),
-                            got,
-                        });
+                        return Err(SshError::HostKeyUnknown { target: self.target.clone(), got });
                     }
                     Err(russh::keys::Error::KeyChanged { line }) => {
                         return Err(SshError::HostKeyMismatch {
@@ -366,8 +315,7 @@ impl russh::client::Handler for KeyChecker {
             // We never advertise certificate algorithms; refuse rather than guess a CA policy.
             PublicKeyOrCertificate::Certificate(_) => Err(SshError::HostKeyCheck {
                 target: self.target.clone(),
-                detail: "the server presented a host certificate; only pinned keys are supported"
-                    .into(),
+                detail: "the server presented a host certificate; only pinned keys are supported".into(),
             }),
         }
     }
@@ -401,25 +349,15 @@ pub async fn connect(params: &ConnectParams, opts: &SshOptions) -> Result<Remote
     }
 }
 
-async fn connect_inner(
-    params: &ConnectParams,
-    opts: &SshOptions,
-    target: &str,
-) -> Result<Remote, SshError> {
+async fn connect_inner(params: &ConnectParams, opts: &SshOptions, target: &str) -> Result<Remote, SshError> {
     // Read the key file first: a bad key is a local, permanent problem.
     let key = match &params.auth {
         Auth::KeyFile(path) => {
             let p = path.clone();
             let key = tokio::task::spawn_blocking(move || russh::keys::load_secret_key(&p, None))
                 .await
-                .map_err(|e| SshError::KeyFile {
-                    path: path.clone(),
-                    detail: e.to_string(),
-                })?
-                .map_err(|e| SshError::KeyFile {
-                    path: path.clone(),
-                    detail: e.to_string(),
-                })?;
+                .map_err(|e| SshError::KeyFile { path: path.clone(), detail: e.to_string() })?
+                .map_err(|e| SshError::KeyFile { path: path.clone(), detail: e.to_string() })?;
             Some(Arc::new(key))
         }
         Auth::Password(_) => None,
@@ -427,17 +365,11 @@ async fn connect_inner(
 
     let stream = tokio::net::TcpStream::connect((params.host.as_str(), params.port))
         .await
-        .map_err(|source| SshError::Connect {
-            target: target.to_string(),
-            source,
-        })?;
+        .map_err(|source| SshError::Connect { target: target.to_string(), source })?;
     let _ = stream.set_nodelay(true);
 
-    let mut ciphers: Vec<russh::cipher::Name> = vec![
-        russh::cipher::AES_256_GCM,
-        russh::cipher::AES_128_GCM,
-        russh::cipher::CHACHA20_POLY1305,
-    ];
+    let mut ciphers: Vec<russh::cipher::Name> =
+        vec![russh::cipher::AES_256_GCM, russh::cipher::AES_128_GCM, russh::cipher::CHACHA20_POLY1305];
     for c in russh::Preferred::DEFAULT.cipher.iter() {
         if !ciphers.contains(c) {
             ciphers.push(*c);
@@ -449,10 +381,7 @@ async fn connect_inner(
         keepalive_interval: Some(opts.keepalive_interval),
         keepalive_max: opts.keepalive_max,
         nodelay: true,
-        preferred: russh::Preferred {
-            cipher: Cow::Owned(ciphers),
-            ..russh::Preferred::DEFAULT
-        },
+        preferred: russh::Preferred { cipher: Cow::Owned(ciphers), ..russh::Preferred::DEFAULT },
         ..Default::default()
     };
     let accepted = Arc::new(std::sync::Mutex::new(None));
@@ -465,11 +394,8 @@ async fn connect_inner(
         accepted: accepted.clone(),
     };
     let mut handle = russh::client::connect_stream(Arc::new(config), stream, checker).await?;
-    let (fingerprint, newly_pinned) = accepted
-        .lock()
-        .ok()
-        .and_then(|g| g.clone())
-        .ok_or_else(|| SshError::Protocol {
+    let (fingerprint, newly_pinned) =
+        accepted.lock().ok().and_then(|g| g.clone()).ok_or_else(|| SshError::Protocol {
             target: target.to_string(),
             detail: "key exchange finished without a host-key decision".into(),
         })?;
@@ -490,38 +416,22 @@ async fn connect_inner(
                 .flatten();
             (
                 handle
-                    .authenticate_publickey(
-                        params.user.as_str(),
-                        PrivateKeyWithHashAlg::new(key, hash),
-                    )
+                    .authenticate_publickey(params.user.as_str(), PrivateKeyWithHashAlg::new(key, hash))
                     .await
                     .map_err(|e| russh_err(target.to_string(), e))?,
                 "public key",
             )
         }
         (Auth::KeyFile(path), None) => {
-            return Err(SshError::KeyFile {
-                path: path.clone(),
-                detail: "not loaded".into(),
-            });
+            return Err(SshError::KeyFile { path: path.clone(), detail: "not loaded".into() });
         }
     };
     if !matches!(result, AuthResult::Success) {
-        return Err(SshError::AuthFailed {
-            target: target.to_string(),
-            user: params.user.clone(),
-            method,
-        });
+        return Err(SshError::AuthFailed { target: target.to_string(), user: params.user.clone(), method });
     }
 
-    let channel = handle
-        .channel_open_session()
-        .await
-        .map_err(|e| russh_err(target.to_string(), e))?;
-    channel
-        .request_subsystem(true, "sftp")
-        .await
-        .map_err(|e| russh_err(target.to_string(), e))?;
+    let channel = handle.channel_open_session().await.map_err(|e| russh_err(target.to_string(), e))?;
+    channel.request_subsystem(true, "sftp").await.map_err(|e| russh_err(target.to_string(), e))?;
     let cfg = russh_sftp::client::Config {
         max_packet_len: opts.read_chunk.max(32 * 1024) + SFTP_OVERHEAD,
         max_concurrent_reads: opts.max_inflight_reads.max(1),
@@ -529,27 +439,16 @@ async fn connect_inner(
         ..Default::default()
     };
     let mut sftp = RawSftpSession::new_with_config(channel.into_stream(), cfg);
-    let version = sftp
-        .init()
-        .await
-        .map_err(|e| sftp_err(target, "init", "", e))?;
+    let version = sftp.init().await.map_err(|e| sftp_err(target, "init", "", e))?;
     let mut read_chunk = opts.read_chunk.max(1024);
     let mut write_chunk: usize = 32 * 1024;
-    if version
-        .extensions
-        .get(russh_sftp::extensions::LIMITS)
-        .is_some_and(|v| v == "1")
-    {
-        let limits = sftp
-            .limits()
-            .await
-            .map_err(|e| sftp_err(target, "limits", "", e))?;
+    if version.extensions.get(russh_sftp::extensions::LIMITS).is_some_and(|v| v == "1") {
+        let limits = sftp.limits().await.map_err(|e| sftp_err(target, "limits", "", e))?;
         if limits.max_read_len > 0 {
             read_chunk = read_chunk.min(u32::try_from(limits.max_read_len).unwrap_or(u32::MAX));
         }
         if limits.max_write_len > 0 {
-            write_chunk =
-                write_chunk.min(usize::try_from(limits.max_write_len).unwrap_or(usize::MAX));
+            write_chunk = write_chunk.min(usize::try_from(limits.max_write_len).unwrap_or(usize::MAX));
         }
         sftp.set_limits(limits.into());
     }
@@ -573,31 +472,19 @@ fn sftp_err(target: &str, op: &'static str, path: &str, e: SftpError) -> SshErro
         SftpError::Status(s) => match s.status_code {
             StatusCode::NoSuchFile => SshError::NotFound { target, path },
             StatusCode::PermissionDenied => SshError::PermissionDenied { target, path },
-            StatusCode::NoConnection | StatusCode::ConnectionLost => SshError::Disconnected {
-                target,
-                detail: format!("{op} {path}: {}", s.error_message),
-            },
-            code => SshError::Sftp {
-                target,
-                op,
-                path,
-                code,
-                message: s.error_message,
-            },
+            StatusCode::NoConnection | StatusCode::ConnectionLost => {
+                SshError::Disconnected { target, detail: format!("{op} {path}: {}", s.error_message) }
+            }
+            code => SshError::Sftp { target, op, path, code, message: s.error_message },
         },
-        SftpError::Timeout => SshError::Timeout {
-            target,
-            stage: format!("SFTP {op} {path}"),
-            after: Duration::ZERO,
-        },
+        SftpError::Timeout => {
+            SshError::Timeout { target, stage: format!("SFTP {op} {path}"), after: Duration::ZERO }
+        }
         SftpError::IO(detail) => SshError::Disconnected { target, detail },
         SftpError::UnexpectedBehavior(detail) if detail.contains("closed") => {
             SshError::Disconnected { target, detail }
         }
-        other => SshError::Protocol {
-            target,
-            detail: format!("SFTP {op} {path}: {other}"),
-        },
+        other => SshError::Protocol { target, detail: format!("SFTP {op} {path}: {other}") },
     }
 }
 
@@ -615,10 +502,10 @@ struct Pending<'a> {
 /// one has completed.
 fn poll_all(queue: &mut VecDeque<Pending<'_>>, cx: &mut std::task::Context<'_>) -> bool {
     for p in queue.iter_mut() {
-        if p.done.is_none() {
-            if let Poll::Ready(r) = p.fut.as_mut().poll(cx) {
-                p.done = Some(r);
-            }
+        if p.done.is_none()
+            && let Poll::Ready(r) = p.fut.as_mut().poll(cx)
+        {
+            p.done = Some(r);
         }
     }
     queue.front().is_some_and(|p| p.done.is_some())
@@ -661,19 +548,11 @@ impl Remote {
 
     /// Canonical absolute form of `path` on the server.
     pub async fn realpath(&self, path: &str) -> Result<String, SshError> {
-        let name = self
-            .sftp
-            .realpath(path)
-            .await
-            .map_err(|e| self.err("realpath", path, e))?;
-        name.files
-            .into_iter()
-            .next()
-            .map(|f| f.filename)
-            .ok_or_else(|| SshError::Protocol {
-                target: self.target.clone(),
-                detail: format!("realpath {path}: empty reply"),
-            })
+        let name = self.sftp.realpath(path).await.map_err(|e| self.err("realpath", path, e))?;
+        name.files.into_iter().next().map(|f| f.filename).ok_or_else(|| SshError::Protocol {
+            target: self.target.clone(),
+            detail: format!("realpath {path}: empty reply"),
+        })
     }
 
     async fn open(&self, path: &str, flags: OpenFlags, op: &'static str) -> Result<String, SshError> {
@@ -685,21 +564,13 @@ impl Remote {
     }
 
     async fn close_handle(&self, handle: String, path: &str) -> Result<(), SshError> {
-        self.sftp
-            .close(handle)
-            .await
-            .map(|_| ())
-            .map_err(|e| self.err("close", path, e))
+        self.sftp.close(handle).await.map(|_| ()).map_err(|e| self.err("close", path, e))
     }
 
     /// Reads a whole (small) file; `None` if it does not exist; [`SshError::TooLarge`] when it
     /// has more than `max_bytes` bytes (never buffers more than the cap plus one read).
     pub async fn read_to_vec(&self, path: &str, max_bytes: u64) -> Result<Option<Vec<u8>>, SshError> {
-        let handle = match self
-            .sftp
-            .open(path, OpenFlags::READ, FileAttributes::empty())
-            .await
-        {
+        let handle = match self.sftp.open(path, OpenFlags::READ, FileAttributes::empty()).await {
             Ok(h) => h.handle,
             Err(SftpError::Status(s)) if s.status_code == StatusCode::NoSuchFile => {
                 return Ok(None);
@@ -719,11 +590,8 @@ impl Remote {
         path: &str,
         max_bytes: u64,
     ) -> Result<Vec<u8>, SshError> {
-        let too_large = || SshError::TooLarge {
-            target: self.target.clone(),
-            path: path.to_string(),
-            limit: max_bytes,
-        };
+        let too_large =
+            || SshError::TooLarge { target: self.target.clone(), path: path.to_string(), limit: max_bytes };
         let size_hint = match self.sftp.fstat(handle).await {
             Ok(a) => a.attrs.size.unwrap_or(0),
             Err(e) => return Err(self.err("fstat", path, e)),
@@ -758,10 +626,7 @@ impl Remote {
         contents: &[u8],
     ) -> Result<(), SshError> {
         for chunk in contents.chunks(self.write_chunk.max(1)) {
-            self.sftp
-                .write(handle, offset, chunk.to_vec())
-                .await
-                .map_err(|e| self.err("write", path, e))?;
+            self.sftp.write(handle, offset, chunk.to_vec()).await.map_err(|e| self.err("write", path, e))?;
             offset += chunk.len() as u64;
         }
         Ok(())
@@ -806,8 +671,7 @@ impl Remote {
     /// Creates or truncates `path` and writes `contents`.
     pub async fn overwrite(&self, path: &str, contents: &[u8]) -> Result<(), SshError> {
         let flags = OpenFlags::CREATE | OpenFlags::TRUNCATE | OpenFlags::WRITE;
-        self.write_with_flags(path, flags, "overwrite", contents)
-            .await
+        self.write_with_flags(path, flags, "overwrite", contents).await
     }
 
     /// Appends `contents` to `path` (created if missing). The server appends at the end of file
@@ -837,11 +701,7 @@ impl Remote {
 
     /// Removes a file (not a folder).
     pub async fn remove(&self, path: &str) -> Result<(), SshError> {
-        self.sftp
-            .remove(path)
-            .await
-            .map(|_| ())
-            .map_err(|e| self.err("remove", path, e))
+        self.sftp.remove(path).await.map(|_| ()).map_err(|e| self.err("remove", path, e))
     }
 
     /// Streams a remote file into `local`, computing its SHA-256 on the way. Keeps up to
@@ -859,12 +719,7 @@ impl Remote {
         Ok(d)
     }
 
-    async fn download_handle<W>(
-        &self,
-        handle: &str,
-        path: &str,
-        local: &mut W,
-    ) -> Result<Download, SshError>
+    async fn download_handle<W>(&self, handle: &str, path: &str, local: &mut W) -> Result<Download, SshError>
     where
         W: AsyncWrite + Unpin + ?Sized,
     {
@@ -876,12 +731,7 @@ impl Remote {
         let sftp = &self.sftp;
         let make = |offset: u64, len: u32| -> Pending<'_> {
             let h = handle.to_string();
-            Pending {
-                offset,
-                len,
-                fut: Box::pin(sftp.read(h, offset, len)),
-                done: None,
-            }
+            Pending { offset, len, fut: Box::pin(sftp.read(h, offset, len)), done: None }
         };
         let mut queue: VecDeque<Pending<'_>> = VecDeque::with_capacity(self.max_inflight + 1);
         let mut next = 0u64; // next offset to request
@@ -894,13 +744,8 @@ impl Remote {
             source: e,
         };
         loop {
-            while queue.len() < self.max_inflight && (next < size || (probing && queue.is_empty()))
-            {
-                let len = if next < size {
-                    (size - next).min(u64::from(chunk)) as u32
-                } else {
-                    chunk
-                };
+            while queue.len() < self.max_inflight && (next < size || (probing && queue.is_empty())) {
+                let len = if next < size { (size - next).min(u64::from(chunk)) as u32 } else { chunk };
                 queue.push_back(make(next, len));
                 next += u64::from(len);
             }
@@ -911,19 +756,13 @@ impl Remote {
                 next += u64::from(chunk);
             }
             // Send whatever is new, then wait for the oldest.
-            std::future::poll_fn(|cx| {
-                if poll_all(&mut queue, cx) {
-                    Poll::Ready(())
-                } else {
-                    Poll::Pending
-                }
-            })
-            .await;
+            std::future::poll_fn(|cx| if poll_all(&mut queue, cx) { Poll::Ready(()) } else { Poll::Pending })
+                .await;
             let Some(front) = queue.pop_front() else {
                 continue;
             };
             debug_assert_eq!(front.offset, written);
-            let result = front.done.unwrap_or_else(|| Err(SftpError::Timeout));
+            let result = front.done.unwrap_or(Err(SftpError::Timeout));
             let data = match result {
                 Ok(d) if !d.data.is_empty() => d.data,
                 Ok(_) => Vec::new(),
@@ -965,19 +804,13 @@ impl Remote {
             }
         }
         local.flush().await.map_err(local_err)?;
-        Ok(Download {
-            bytes: written,
-            sha256: hasher.finalize().into(),
-        })
+        Ok(Download { bytes: written, sha256: hasher.finalize().into() })
     }
 
     /// Ends the SFTP session and disconnects.
     pub async fn close(self) {
         let _ = self.sftp.close_session();
-        let _ = self
-            .handle
-            .disconnect(russh::Disconnect::ByApplication, "", "en")
-            .await;
+        let _ = self.handle.disconnect(russh::Disconnect::ByApplication, "", "en").await;
     }
 }
 
@@ -988,9 +821,5 @@ fn to_stat(a: &FileAttributes) -> RemoteStat {
         FileType::Symlink => RemoteKind::Symlink,
         FileType::Other => RemoteKind::Other,
     };
-    RemoteStat {
-        size: a.size.unwrap_or(0),
-        mtime: a.mtime.map(i64::from).unwrap_or(0),
-        kind,
-    }
+    RemoteStat { size: a.size.unwrap_or(0), mtime: a.mtime.map(i64::from).unwrap_or(0), kind }
 }

@@ -141,7 +141,12 @@ impl StreamSpec {
 
     /// Wall-clock time of sweep `k`.
     pub fn sweep_time(&self, k: u32) -> NaiveDateTime {
-        self.start + self.interval * i32::try_from(k).unwrap_or(i32::MAX)
+        // Saturates instead of panicking; an out-of-range time is then refused by `write`.
+        i32::try_from(k)
+            .ok()
+            .and_then(|k| self.interval.checked_mul(k))
+            .and_then(|d| self.start.checked_add_signed(d))
+            .unwrap_or(NaiveDateTime::MAX)
     }
 
     /// The block type this stream is written as.
@@ -694,6 +699,16 @@ mod tests {
         // threshold -90 with offset 0: byte b is below when b/2 - 127.5 < -90, i.e. b < 75.
         compress(&[0, 0, 0, 255, 254, 100, 1], -90, 0, &mut out);
         assert_eq!(out, vec![255, 3, 254, 255, 254, 254, 100, 255, 1]);
+    }
+
+    #[test]
+    fn impossible_specs_are_refused_not_panicked() {
+        let mut spec = small_v5(1);
+        spec.hostname = "a-hostname-longer-than-16".to_owned();
+        assert!(generate(&spec).is_err());
+        let mut spec = small_v5(1);
+        spec.streams[0].interval = TimeDelta::MAX;
+        assert!(generate(&spec).is_err());
     }
 
     #[test]

@@ -88,9 +88,8 @@ impl IndexerConfig {
                 "BACKUP_DONE" => cfg.backup_done = value,
                 "HALT_FLAG" => cfg.halt_flag = value,
                 "HALT_TIMEOUT" => {
-                    cfg.halt_timeout_minutes = value
-                        .parse()
-                        .map_err(|_| format!("HALT_TIMEOUT is not a number: {value:?}"))?
+                    cfg.halt_timeout_minutes =
+                        value.parse().map_err(|_| format!("HALT_TIMEOUT is not a number: {value:?}"))?
                 }
                 "LAST_FILE_SEARCH_FLAG" => cfg.last_file_search_flag = value,
                 _ => {}
@@ -139,9 +138,8 @@ fn chown_opt(path: &Path, owner: Option<Owner>) -> io::Result<()> {
 
 /// Writes `bytes` to `path` atomically (temporary file + rename in the same folder).
 fn write_atomic(path: &Path, bytes: &[u8], owner: Option<Owner>) -> io::Result<()> {
-    let name = path
-        .file_name()
-        .ok_or_else(|| io::Error::other(format!("{} has no file name", path.display())))?;
+    let name =
+        path.file_name().ok_or_else(|| io::Error::other(format!("{} has no file name", path.display())))?;
     let mut tmp_name = std::ffi::OsString::from(".");
     tmp_name.push(name);
     tmp_name.push(".indexer-tmp");
@@ -217,11 +215,7 @@ fn scan(
 ///
 /// Reads the configuration from `root/etc/node/indexerD.cfg`. Files it rewrites in the
 /// indexer folder get `owner` (when given).
-pub fn run_indexer(
-    root: &Path,
-    now: SystemTime,
-    owner: Option<Owner>,
-) -> io::Result<IndexerOutcome> {
+pub fn run_indexer(root: &Path, now: SystemTime, owner: Option<Owner>) -> io::Result<IndexerOutcome> {
     // 1. Source the cfg; create INDEXERD_FOLDER.
     let text = fs::read_to_string(map(root, CFG_PATH))?;
     let cfg = IndexerConfig::parse(&text).map_err(io::Error::other)?;
@@ -236,9 +230,7 @@ pub fn run_indexer(
     let mut expired_stale_flag = false;
     match fs::symlink_metadata(&flag) {
         Ok(meta) => {
-            let age = now
-                .duration_since(meta.modified()?)
-                .unwrap_or(Duration::ZERO);
+            let age = now.duration_since(meta.modified()?).unwrap_or(Duration::ZERO);
             // find -mmin +N: more than N whole minutes old.
             if age.as_secs() / 60 > cfg.halt_timeout_minutes {
                 remove_if_exists(&flag)?;
@@ -249,10 +241,7 @@ pub fn run_indexer(
             }
         }
         Err(e) if e.kind() == io::ErrorKind::NotFound => {
-            let f = fs::OpenOptions::new()
-                .create(true)
-                .append(true)
-                .open(&flag)?;
+            let f = fs::OpenOptions::new().create(true).append(true).open(&flag)?;
             f.set_modified(now)?;
         }
         Err(e) => return Err(e),
@@ -297,10 +286,7 @@ pub fn run_indexer(
     tracing::info!("indexerD Info: {due} files due for backup");
 
     // 9. Move LAST_FILE_SEARCH_FLAG to the pre-scan timestamp.
-    fs::OpenOptions::new()
-        .write(true)
-        .open(&last)?
-        .set_modified(timestamp)?;
+    fs::OpenOptions::new().write(true).open(&last)?.set_modified(timestamp)?;
 
     // 10. De-duplicate BACKUP_DONE (sort fails on a missing file, and nothing is created).
     let done_path = map(root, &cfg.backup_done);
@@ -311,11 +297,7 @@ pub fn run_indexer(
 
     // 11. rm -f HALT_FLAG.
     remove_if_exists(&flag)?;
-    Ok(IndexerOutcome::Ran {
-        expired_stale_flag,
-        changed,
-        due,
-    })
+    Ok(IndexerOutcome::Ran { expired_stale_flag, changed, due })
 }
 
 fn remove_if_exists(path: &Path) -> io::Result<()> {

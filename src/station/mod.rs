@@ -122,11 +122,8 @@ pub fn default_base_dir() -> PathBuf {
     let target = std::env::var_os("CARGO_TARGET_DIR")
         .map(PathBuf::from)
         .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("target"));
-    let target = if target.is_absolute() {
-        target
-    } else {
-        Path::new(env!("CARGO_MANIFEST_DIR")).join(target)
-    };
+    let target =
+        if target.is_absolute() { target } else { Path::new(env!("CARGO_MANIFEST_DIR")).join(target) };
     target.join("stations")
 }
 
@@ -134,18 +131,11 @@ fn run(cmd: &mut Command) -> Result<String, StationError> {
     let out = cmd
         .stdin(Stdio::null())
         .output()
-        .map_err(|e| StationError::Command {
-            command: format!("{cmd:?}"),
-            detail: e.to_string(),
-        })?;
+        .map_err(|e| StationError::Command { command: format!("{cmd:?}"), detail: e.to_string() })?;
     if !out.status.success() {
         return Err(StationError::Command {
             command: format!("{cmd:?}"),
-            detail: format!(
-                "{}: {}",
-                out.status,
-                String::from_utf8_lossy(&out.stderr).trim()
-            ),
+            detail: format!("{}: {}", out.status, String::from_utf8_lossy(&out.stderr).trim()),
         });
     }
     Ok(String::from_utf8_lossy(&out.stdout).into_owned())
@@ -180,10 +170,8 @@ fn sweep_stale(base: &Path) {
     };
     for e in entries.flatten() {
         let name = e.file_name();
-        let Some(pid) = name
-            .to_str()
-            .and_then(|n| n.split_once('-'))
-            .and_then(|(p, _)| p.parse::<u32>().ok())
+        let Some(pid) =
+            name.to_str().and_then(|n| n.split_once('-')).and_then(|(p, _)| p.parse::<u32>().ok())
         else {
             continue;
         };
@@ -229,12 +217,7 @@ fn lease_user(base: &Path, password: &str) -> Result<UserLease, StationError> {
         let res = ensure_user(&users_dir, &name, password);
         match res {
             Ok((uid, gid)) => {
-                return Ok(UserLease {
-                    name,
-                    uid,
-                    gid,
-                    _lock: file,
-                });
+                return Ok(UserLease { name, uid, gid, _lock: file });
             }
             Err(e) => {
                 release_slot(i);
@@ -291,18 +274,14 @@ fn ensure_user(users_dir: &Path, name: &str, password: &str) -> Result<(u32, u32
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
         .spawn()
-        .map_err(|e| StationError::Command {
-            command: "chpasswd".into(),
-            detail: e.to_string(),
-        })?;
+        .map_err(|e| StationError::Command { command: "chpasswd".into(), detail: e.to_string() })?;
     if let Some(mut stdin) = child.stdin.take() {
         // The password is test material; never logged.
         let _ = writeln!(stdin, "{name}:{password}");
     }
-    let out = child.wait_with_output().map_err(|e| StationError::Command {
-        command: "chpasswd".into(),
-        detail: e.to_string(),
-    })?;
+    let out = child
+        .wait_with_output()
+        .map_err(|e| StationError::Command { command: "chpasswd".into(), detail: e.to_string() })?;
     if !out.status.success() {
         return Err(StationError::Command {
             command: "chpasswd".into(),
@@ -314,9 +293,7 @@ fn ensure_user(users_dir: &Path, name: &str, password: &str) -> Result<(u32, u32
 
 fn free_port() -> Result<u16, StationError> {
     let l = TcpListener::bind("127.0.0.1:0").map_err(io_err("127.0.0.1:0"))?;
-    l.local_addr()
-        .map(|a| a.port())
-        .map_err(io_err("127.0.0.1:0"))
+    l.local_addr().map(|a| a.port()).map_err(io_err("127.0.0.1:0"))
 }
 
 static COUNTER: AtomicU32 = AtomicU32::new(0);
@@ -324,13 +301,10 @@ static COUNTER: AtomicU32 = AtomicU32::new(0);
 /// SHA-256 fingerprint (`SHA256:…`) of an OpenSSH public key file, as `ssh-keygen -l -E sha256`.
 pub fn key_fingerprint(pub_key: &Path) -> Result<String, StationError> {
     let out = run(Command::new("ssh-keygen").args(["-l", "-E", "sha256", "-f"]).arg(pub_key))?;
-    out.split_whitespace()
-        .nth(1)
-        .map(str::to_string)
-        .ok_or_else(|| StationError::Command {
-            command: "ssh-keygen -l".into(),
-            detail: format!("unexpected output {out:?}"),
-        })
+    out.split_whitespace().nth(1).map(str::to_string).ok_or_else(|| StationError::Command {
+        command: "ssh-keygen -l".into(),
+        detail: format!("unexpected output {out:?}"),
+    })
 }
 
 /// Generates an unencrypted ed25519 key pair at `path` (+ `path.pub`), replacing any old one.
@@ -340,9 +314,7 @@ pub fn generate_ed25519(path: &Path, comment: &str) -> Result<(), StationError> 
     let mut pubp = path.as_os_str().to_owned();
     pubp.push(".pub");
     let _ = fs::remove_file(PathBuf::from(pubp));
-    run(Command::new("ssh-keygen")
-        .args(["-q", "-t", "ed25519", "-N", "", "-C", comment, "-f"])
-        .arg(path))?;
+    run(Command::new("ssh-keygen").args(["-q", "-t", "ed25519", "-N", "", "-C", comment, "-f"]).arg(path))?;
     Ok(())
 }
 
@@ -411,19 +383,14 @@ impl Station {
             mkdir_mode(&r.join(d), 0o755)?;
         }
         let cfg = &self.spec.indexer;
-        write_mode(
-            &self.path(indexer::CFG_PATH),
-            cfg.to_cfg_text().as_bytes(),
-            0o644,
-        )?;
+        write_mode(&self.path(indexer::CFG_PATH), cfg.to_cfg_text().as_bytes(), 0o644)?;
         let data = self.path(&cfg.local_repo);
         fs::create_dir_all(&data).map_err(io_err(&data))?;
         fs::set_permissions(&data, fs::Permissions::from_mode(0o755)).map_err(io_err(&data))?;
         let idx = self.path(&cfg.indexerd_folder);
         fs::create_dir_all(&idx).map_err(io_err(&idx))?;
         fs::set_permissions(&idx, fs::Permissions::from_mode(0o755)).map_err(io_err(&idx))?;
-        std::os::unix::fs::chown(&idx, Some(self.user.uid), Some(self.user.gid))
-            .map_err(io_err(&idx))?;
+        std::os::unix::fs::chown(&idx, Some(self.user.uid), Some(self.user.gid)).map_err(io_err(&idx))?;
         // Authorized keys: root-owned, world-readable (sshd reads it as the user).
         let ak = self.dir.join("authorized_keys");
         let keys = match &self.spec.authorized_key {
@@ -464,11 +431,7 @@ impl Station {
             pid = d.join("sshd.pid").display(),
             level = self.spec.log_level,
             user = self.user.name,
-            pw = if self.spec.password.is_some() {
-                "yes"
-            } else {
-                "no"
-            },
+            pw = if self.spec.password.is_some() { "yes" } else { "no" },
             ak = d.join("authorized_keys").display(),
             root = self.root.display(),
         );
@@ -495,10 +458,7 @@ impl Station {
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
-            .map_err(|e| StationError::Command {
-                command: "sh guard".into(),
-                detail: e.to_string(),
-            })?;
+            .map_err(|e| StationError::Command { command: "sh guard".into(), detail: e.to_string() })?;
         self.guard = Some(child);
         Ok(())
     }
@@ -551,10 +511,7 @@ impl Station {
                 break;
             }
         }
-        Err(StationError::SshdStart {
-            name: self.spec.name.clone(),
-            detail: last,
-        })
+        Err(StationError::SshdStart { name: self.spec.name.clone(), detail: last })
     }
 
     fn sshd_log_path(&self) -> PathBuf {
@@ -605,11 +562,8 @@ impl Station {
     /// Writes a data file under `LOCAL_REPO` (`rel` may contain sub-folders), root-owned 0644;
     /// returns its in-station path.
     pub fn add_file(&self, rel: &str, bytes: &[u8]) -> Result<String, StationError> {
-        let in_station = format!(
-            "{}/{}",
-            self.spec.indexer.local_repo.trim_end_matches('/'),
-            rel.trim_start_matches('/')
-        );
+        let in_station =
+            format!("{}/{}", self.spec.indexer.local_repo.trim_end_matches('/'), rel.trim_start_matches('/'));
         self.write_root_file(&in_station, bytes)?;
         Ok(in_station)
     }
@@ -627,11 +581,8 @@ impl Station {
     /// Writes a data file of `len` pseudo-random bytes (deterministic from `seed`) under
     /// `LOCAL_REPO`, streaming (no whole-file buffer); returns its in-station path.
     pub fn add_random_file(&self, rel: &str, len: u64, seed: u64) -> Result<String, StationError> {
-        let in_station = format!(
-            "{}/{}",
-            self.spec.indexer.local_repo.trim_end_matches('/'),
-            rel.trim_start_matches('/')
-        );
+        let in_station =
+            format!("{}/{}", self.spec.indexer.local_repo.trim_end_matches('/'), rel.trim_start_matches('/'));
         let p = self.path(&in_station);
         if let Some(parent) = p.parent() {
             fs::create_dir_all(parent).map_err(io_err(parent))?;
@@ -741,9 +692,7 @@ impl Station {
 
     /// Sets `HALT_FLAG`'s mtime `age` in the past (to make it stale).
     pub fn age_halt_flag(&self, age: Duration) -> Result<(), StationError> {
-        let t = SystemTime::now()
-            .checked_sub(age)
-            .unwrap_or(SystemTime::UNIX_EPOCH);
+        let t = SystemTime::now().checked_sub(age).unwrap_or(SystemTime::UNIX_EPOCH);
         self.set_mtime(&self.spec.indexer.halt_flag.clone(), t)
     }
 
@@ -763,10 +712,7 @@ impl Station {
 
     /// One run of the station agent at a given "now".
     pub fn run_indexer_at(&self, now: SystemTime) -> Result<IndexerOutcome, StationError> {
-        let owner = indexer::Owner {
-            uid: self.user.uid,
-            gid: self.user.gid,
-        };
+        let owner = indexer::Owner { uid: self.user.uid, gid: self.user.gid };
         indexer::run_indexer(&self.root, now, Some(owner)).map_err(io_err(&self.root))
     }
 
@@ -776,10 +722,7 @@ impl Station {
         self.stop_indexer_timer();
         let stop = Arc::new(AtomicBool::new(false));
         let (s, root) = (stop.clone(), self.root.clone());
-        let owner = indexer::Owner {
-            uid: self.user.uid,
-            gid: self.user.gid,
-        };
+        let owner = indexer::Owner { uid: self.user.uid, gid: self.user.gid };
         let handle = std::thread::spawn(move || {
             let mut next = Instant::now();
             while !s.load(Ordering::Relaxed) {
@@ -876,10 +819,7 @@ impl Station {
     /// log incarnation begins, see [`Station::sshd_log`]).
     pub fn restart_with_new_host_key(&mut self) -> Result<(), StationError> {
         self.kill();
-        generate_ed25519(
-            &self.host_key_path(),
-            &format!("station-{}-rekeyed", self.spec.name),
-        )?;
+        generate_ed25519(&self.host_key_path(), &format!("station-{}-rekeyed", self.spec.name))?;
         self.incarnation += 1;
         self.launch(false)
     }
@@ -930,12 +870,7 @@ impl Drop for Station {
             let _ = g.wait();
         }
         let _ = fs::remove_dir_all(&self.dir);
-        if let Some(i) = self
-            .user
-            .name
-            .strip_prefix(USER_PREFIX)
-            .and_then(|n| n.parse().ok())
-        {
+        if let Some(i) = self.user.name.strip_prefix(USER_PREFIX).and_then(|n| n.parse().ok()) {
             release_slot(i);
         }
     }

@@ -66,12 +66,7 @@ impl DelayProxy {
             }
         });
         tracker.close();
-        Ok(Self {
-            addr,
-            cancel,
-            tracker,
-            accepted,
-        })
+        Ok(Self { addr, cancel, tracker, accepted })
     }
 
     /// The address clients connect to.

@@ -32,6 +32,7 @@ fn backup_daemon(db: &TestDb, repo: &Path, key: Option<&Path>, extra: &[(&str, &
             backup: true,
             repo: Some(repo.to_path_buf()),
             key_file: key.map(Path::to_path_buf),
+            ..Default::default()
         },
     )
 }
@@ -414,6 +415,17 @@ fn wrong_host_key_is_refused_before_authentication_and_wrong_password_does_not_l
     assert!(reply["message"].as_str().unwrap().contains("host key"), "{reply}");
     thread::sleep(Duration::from_secs(2));
     assert_eq!(task_status(&db, 7501), "-3", "frozen: no retry until an operator re-trusts the key");
+    // The operator checks the new key and re-trusts it.
+    let out = std::process::Command::new(binary())
+        .args(["hosts", "trust-key", "7501"])
+        .env("APPCATALOGA_CONFIG", empty_config(work.path()))
+        .envs(db.env())
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    wait_for("the backup after re-trust", Duration::from_secs(30), || task_status(&db, 7501) == "0");
+    assert_eq!(db.value("SELECT NA_HOST_KEY_FINGERPRINT FROM {BP}.HOST WHERE ID_HOST = 7501"), st.host_key_fingerprint().unwrap());
+    assert_eq!(db.value("SELECT NU_STATUS FROM {BP}.HOST WHERE ID_HOST = 7501"), "0");
 
     let st2 = station("badpw");
     st2.add_random_file("a.bin", 100, 11).unwrap();

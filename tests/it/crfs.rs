@@ -499,6 +499,25 @@ fn generator_round_trips_v4() {
 }
 
 #[test]
+fn millihertz_frequencies_are_exact_not_rounded_to_mhz() {
+    // A real v4 file has 1399 MHz + 999999999 mHz: that is 1400 MHz, not 1399 (quirk 8.2).
+    for format in [Format::V5, Format::V4] {
+        let mut spec = generator::small_v5(4);
+        spec.format = format;
+        spec.streams.truncate(1);
+        spec.streams[0] = StreamSpec::new(10, "L band", 1_399.999_999_999, 2_399.999_999_999, 64);
+        assert_eq!((spec.streams[0].start_mega, spec.streams[0].start_milli), (1399, 999_999_999));
+        check_round_trip(&spec);
+        let meta = crfs::parse_metadata(&generator::generate(&spec).expect("generate")).expect("parse");
+        let s = &meta.spectra[0];
+        assert!((s.start_mhz - 1400.0).abs() < 1e-8, "{}", s.start_mhz);
+        assert!((s.stop_mhz - 2400.0).abs() < 1e-8, "{}", s.stop_mhz);
+        let json = inspect::render_json(&meta, None);
+        assert!(json["spectra"][0]["start_mhz"].as_f64().is_some_and(|f| f > 1399.99));
+    }
+}
+
+#[test]
 fn generator_round_trips_with_escapes_and_long_runs() {
     // A compressed stream whose levels exercise 254/255 literals and runs over 255 points.
     let mut spec = generator::small_v5(3);

@@ -4,6 +4,7 @@ mod backup;
 mod cli;
 mod crfs;
 mod gateway;
+mod process;
 mod support;
 mod station;
 mod ssh;

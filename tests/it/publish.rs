@@ -331,7 +331,11 @@ fn a_second_publisher_is_refused_while_one_holds_the_lock() {
 fn bench_publish_1m() {
     let rows: u64 = std::env::var("BENCH_ROWS").ok().and_then(|v| v.parse().ok()).unwrap_or(1_000_000);
     let (url, rf, bp) = match std::env::var("BENCH_DATABASE_URL") {
-        Ok(url) => (url, "BENCH_RFDATA".to_string(), "BENCH_BPDATA".to_string()),
+        Ok(url) => (
+            url,
+            std::env::var("BENCH_RFDATA_SCHEMA").unwrap_or_else(|_| "BENCH_RFDATA".into()),
+            std::env::var("BENCH_BPDATA_SCHEMA").unwrap_or_else(|_| "BENCH_BPDATA".into()),
+        ),
         Err(_) => {
             let db = Box::leak(Box::new(TestDb::new()));
             (db.db.url(), db.rfdata.clone(), db.bpdata.clone())
@@ -347,4 +351,35 @@ fn bench_publish_1m() {
         compression: "zstd".into(),
     };
     runtime().block_on(appcataloga::bench_publish::run(args)).unwrap();
+}
+
+#[test]
+fn daemon_stage_publishes_after_the_debounce_and_again_after_a_change() {
+    let db = TestDb::new();
+    let rt = runtime();
+    let dir = tempfile::tempdir().unwrap();
+    let store = rt.block_on(store_for(&db));
+    rt.block_on(store.fill_synthetic_catalog(1_000, "repoSFI", |_| {})).unwrap();
+    let config = publish::PublishConfig {
+        interval: Duration::from_millis(200),
+        debounce: Duration::from_millis(300),
+        table_dumps: false,
+        ..Default::default()
+    };
+    let cancel = tokio_util::sync::CancellationToken::new();
+    let stage = rt.spawn(publish::run(store.clone(), dir.path().to_path_buf(), config, cancel.clone()));
+    let rows = |root: &Path| publish::published_version(root).map(|v| v.spectra);
+    let wait_for = |want: i64| {
+        let start = Instant::now();
+        while rows(dir.path()) != Some(want) {
+            assert!(start.elapsed() < Duration::from_secs(30), "no publication of {want} rows");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    };
+    wait_for(1_000);
+    rt.block_on(store.fill_synthetic_catalog(500, "repoSFI", |_| {})).unwrap();
+    wait_for(1_500);
+    // Cancellation stops the stage promptly.
+    cancel.cancel();
+    rt.block_on(async { tokio::time::timeout(Duration::from_secs(10), stage).await }).unwrap().unwrap();
 }

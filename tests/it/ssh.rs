@@ -26,47 +26,31 @@ fn params(st: &Station, pin: Option<String>, policy: HostKeyPolicy) -> ConnectPa
 }
 
 fn opts() -> SshOptions {
-    SshOptions {
-        connect_timeout: Duration::from_secs(10),
-        ..Default::default()
-    }
+    SshOptions { connect_timeout: Duration::from_secs(10), ..Default::default() }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn password_connect_pins_on_first_contact_and_basic_ops_work() {
     let st = Station::start(StationSpec::new("pw")).unwrap();
     let p = st.add_file("a.bin", b"hello").unwrap();
-    let r = connect(&params(&st, None, HostKeyPolicy::AcceptNew), &opts())
-        .await
-        .unwrap();
+    let r = connect(&params(&st, None, HostKeyPolicy::AcceptNew), &opts()).await.unwrap();
     assert!(r.newly_pinned());
     assert_eq!(r.host_key_fingerprint(), st.host_key_fingerprint().unwrap());
     let s = r.lstat(&p).await.unwrap().unwrap();
     assert_eq!((s.size, s.kind), (5, RemoteKind::File));
     assert!(s.mtime > 1_600_000_000);
     assert_eq!(r.lstat("/mnt/internal/data/missing").await.unwrap(), None);
+    assert_eq!(r.lstat("/mnt/internal/data").await.unwrap().unwrap().kind, RemoteKind::Dir);
+    assert_eq!(r.realpath("/mnt/internal/data/../data").await.unwrap(), "/mnt/internal/data");
     assert_eq!(
-        r.lstat("/mnt/internal/data").await.unwrap().unwrap().kind,
-        RemoteKind::Dir
-    );
-    assert_eq!(
-        r.realpath("/mnt/internal/data/../data").await.unwrap(),
-        "/mnt/internal/data"
-    );
-    assert_eq!(
-        r.read_to_vec("/etc/node/indexerD.cfg", 64 * 1024)
-            .await
-            .unwrap()
-            .unwrap(),
+        r.read_to_vec("/etc/node/indexerD.cfg", 64 * 1024).await.unwrap().unwrap(),
         st.read("/etc/node/indexerD.cfg").unwrap().unwrap()
     );
     r.close().await;
 
     // With the pin stored, strict mode accepts it and nothing is newly pinned.
     let pin = Some(st.host_key_fingerprint().unwrap());
-    let r = connect(&params(&st, pin, HostKeyPolicy::Strict), &opts())
-        .await
-        .unwrap();
+    let r = connect(&params(&st, pin, HostKeyPolicy::Strict), &opts()).await.unwrap();
     assert!(!r.newly_pinned());
     r.close().await;
 }
@@ -77,12 +61,8 @@ async fn key_authentication_works() {
     let key = dir.path().join("id_ed25519");
     generate_ed25519(&key, "test-client").unwrap();
     let pubkey = PathBuf::from(format!("{}.pub", key.display()));
-    let st = Station::start(
-        StationSpec::new("key")
-            .with_password(None)
-            .with_authorized_key(&pubkey),
-    )
-    .unwrap();
+    let st =
+        Station::start(StationSpec::new("key").with_password(None).with_authorized_key(&pubkey)).unwrap();
     let mut p = params(&st, st.host_key_fingerprint().ok(), HostKeyPolicy::Strict);
     p.auth = Auth::KeyFile(key.clone());
     let r = connect(&p, &opts()).await.unwrap();
@@ -99,13 +79,9 @@ async fn key_authentication_works() {
 async fn download_is_byte_identical_with_the_right_sha256() {
     let st = Station::start(StationSpec::new("dl")).unwrap();
     // Not a multiple of the read size, several chunks in flight.
-    let big = st
-        .add_random_file("big.bin", 9 * 1024 * 1024 + 12345, 7)
-        .unwrap();
+    let big = st.add_random_file("big.bin", 9 * 1024 * 1024 + 12345, 7).unwrap();
     let empty = st.add_file("empty.bin", b"").unwrap();
-    let r = connect(&params(&st, None, HostKeyPolicy::AcceptNew), &opts())
-        .await
-        .unwrap();
+    let r = connect(&params(&st, None, HostKeyPolicy::AcceptNew), &opts()).await.unwrap();
     let dir = tempfile::tempdir().unwrap();
     for remote in [&big, &empty] {
         let local = dir.path().join("out");
@@ -122,22 +98,13 @@ async fn download_is_byte_identical_with_the_right_sha256() {
     }
     // Small reads and few in flight: many short requests, same bytes.
     r.close().await;
-    let o = SshOptions {
-        read_chunk: 10_000,
-        max_inflight_reads: 3,
-        ..opts()
-    };
-    let r = connect(&params(&st, None, HostKeyPolicy::AcceptNew), &o)
-        .await
-        .unwrap();
+    let o = SshOptions { read_chunk: 10_000, max_inflight_reads: 3, ..opts() };
+    let r = connect(&params(&st, None, HostKeyPolicy::AcceptNew), &o).await.unwrap();
     let mut buf: Vec<u8> = Vec::new();
     let d = r.download(&big, &mut buf).await.unwrap();
     assert_eq!(d.bytes, buf.len() as u64);
     assert!(buf == st.read(&big).unwrap().unwrap());
-    let e = r
-        .download("/mnt/internal/data/missing.bin", &mut Vec::new())
-        .await
-        .unwrap_err();
+    let e = r.download("/mnt/internal/data/missing.bin", &mut Vec::new()).await.unwrap_err();
     assert!(matches!(e, SshError::NotFound { .. }), "{e}");
     r.close().await;
 }
@@ -145,9 +112,7 @@ async fn download_is_byte_identical_with_the_right_sha256() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn changed_host_key_is_refused_before_any_authentication() {
     let mut st = Station::start(StationSpec::new("mitm")).unwrap();
-    let r = connect(&params(&st, None, HostKeyPolicy::AcceptNew), &opts())
-        .await
-        .unwrap();
+    let r = connect(&params(&st, None, HostKeyPolicy::AcceptNew), &opts()).await.unwrap();
     let pin = r.host_key_fingerprint().to_string();
     assert!(r.newly_pinned());
     r.close().await;
@@ -157,16 +122,9 @@ async fn changed_host_key_is_refused_before_any_authentication() {
     let new_fp = st.host_key_fingerprint().unwrap();
     assert_ne!(new_fp, pin);
     for policy in [HostKeyPolicy::AcceptNew, HostKeyPolicy::Strict] {
-        let e = connect(&params(&st, Some(pin.clone()), policy), &opts())
-            .await
-            .err()
-            .unwrap();
+        let e = connect(&params(&st, Some(pin.clone()), policy), &opts()).await.err().unwrap();
         match &e {
-            SshError::HostKeyMismatch {
-                target,
-                expected,
-                got,
-            } => {
+            SshError::HostKeyMismatch { target, expected, got } => {
                 assert_eq!(target, &format!("127.0.0.1:{}", st.port()));
                 assert_eq!(expected, &pin);
                 assert_eq!(got, &new_fp);
@@ -188,10 +146,7 @@ async fn changed_host_key_is_refused_before_any_authentication() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn strict_without_pin_is_refused_before_authentication() {
     let st = Station::start(StationSpec::new("strict")).unwrap();
-    let e = connect(&params(&st, None, HostKeyPolicy::Strict), &opts())
-        .await
-        .err()
-        .unwrap();
+    let e = connect(&params(&st, None, HostKeyPolicy::Strict), &opts()).await.err().unwrap();
     match &e {
         SshError::HostKeyUnknown { got, .. } => {
             assert_eq!(got, &st.host_key_fingerprint().unwrap())
@@ -210,36 +165,19 @@ async fn known_hosts_file_policy() {
     let dir = tempfile::tempdir().unwrap();
     let kh = dir.path().join("known_hosts");
     std::fs::write(&kh, st.known_hosts_line().unwrap()).unwrap();
-    let r = connect(
-        &params(&st, None, HostKeyPolicy::KnownHostsFile(kh.clone())),
-        &opts(),
-    )
-    .await
-    .unwrap();
+    let r = connect(&params(&st, None, HostKeyPolicy::KnownHostsFile(kh.clone())), &opts()).await.unwrap();
     assert!(!r.newly_pinned());
     r.close().await;
     // Not listed → unknown.
-    let e = connect(
-        &params(&other, None, HostKeyPolicy::KnownHostsFile(kh.clone())),
-        &opts(),
-    )
-    .await
-    .err()
-    .unwrap();
+    let e = connect(&params(&other, None, HostKeyPolicy::KnownHostsFile(kh.clone())), &opts())
+        .await
+        .err()
+        .unwrap();
     assert!(matches!(e, SshError::HostKeyUnknown { .. }), "{e}");
     // Listed with another key → mismatch.
-    let line = st
-        .known_hosts_line()
-        .unwrap()
-        .replace(&st.port().to_string(), &other.port().to_string());
+    let line = st.known_hosts_line().unwrap().replace(&st.port().to_string(), &other.port().to_string());
     std::fs::write(&kh, line).unwrap();
-    let e = connect(
-        &params(&other, None, HostKeyPolicy::KnownHostsFile(kh)),
-        &opts(),
-    )
-    .await
-    .err()
-    .unwrap();
+    let e = connect(&params(&other, None, HostKeyPolicy::KnownHostsFile(kh)), &opts()).await.err().unwrap();
     assert!(matches!(e, SshError::HostKeyMismatch { .. }), "{e}");
     assert_eq!(other.auth_attempts(), 0);
 }
@@ -260,28 +198,20 @@ async fn wrong_password_is_a_permanent_auth_failure() {
 async fn refused_connection_and_silent_server_are_transient() {
     let mut st = Station::start(StationSpec::new("down")).unwrap();
     st.kill();
-    let e = connect(&params(&st, None, HostKeyPolicy::AcceptNew), &opts())
-        .await
-        .err()
-        .unwrap();
+    let e = connect(&params(&st, None, HostKeyPolicy::AcceptNew), &opts()).await.err().unwrap();
     assert!(matches!(e, SshError::Connect { .. }), "{e}");
     assert!(e.is_transient());
     assert!(e.to_string().contains(&format!("127.0.0.1:{}", st.port())));
     // Back up on the same port: connecting works again.
     st.start_again().unwrap();
-    let r = connect(&params(&st, None, HostKeyPolicy::AcceptNew), &opts())
-        .await
-        .unwrap();
+    let r = connect(&params(&st, None, HostKeyPolicy::AcceptNew), &opts()).await.unwrap();
     r.close().await;
 
     // A listener that never speaks SSH: the absolute connect deadline fires.
     let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let mut p = params(&st, None, HostKeyPolicy::AcceptNew);
     p.port = silent.local_addr().unwrap().port();
-    let o = SshOptions {
-        connect_timeout: Duration::from_millis(500),
-        ..opts()
-    };
+    let o = SshOptions { connect_timeout: Duration::from_millis(500), ..opts() };
     let t = std::time::Instant::now();
     let e = connect(&p, &o).await.err().unwrap();
     assert!(matches!(e, SshError::Timeout { .. }), "{e}");
@@ -292,9 +222,7 @@ async fn refused_connection_and_silent_server_are_transient() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn flag_and_list_operations_in_the_indexer_folder() {
     let st = Station::start(StationSpec::new("ops")).unwrap();
-    let r = connect(&params(&st, None, HostKeyPolicy::AcceptNew), &opts())
-        .await
-        .unwrap();
+    let r = connect(&params(&st, None, HostKeyPolicy::AcceptNew), &opts()).await.unwrap();
     let flag = "/mnt/internal/.indexerD/.halt.cookie";
     assert!(r.create_exclusive(flag, b"{\"owner\":1}").await.unwrap());
     assert!(!r.create_exclusive(flag, b"other").await.unwrap());
@@ -329,22 +257,14 @@ async fn flag_and_list_operations_in_the_indexer_folder() {
 async fn read_to_vec_respects_the_cap_and_missing_is_none() {
     let st = Station::start(StationSpec::new("cap")).unwrap();
     let p = st.add_random_file("list.bin", 300_000, 3).unwrap();
-    let r = connect(&params(&st, None, HostKeyPolicy::AcceptNew), &opts())
-        .await
-        .unwrap();
+    let r = connect(&params(&st, None, HostKeyPolicy::AcceptNew), &opts()).await.unwrap();
     let e = r.read_to_vec(&p, 299_999).await.unwrap_err();
     assert!(matches!(e, SshError::TooLarge { limit: 299_999, .. }), "{e}");
     assert!(e.is_permanent());
     let v = r.read_to_vec(&p, 300_000).await.unwrap().unwrap();
     assert!(v == st.read(&p).unwrap().unwrap());
     assert_eq!(r.read_to_vec("/nope", 10).await.unwrap(), None);
-    assert_eq!(
-        r.read_to_vec(&st.add_file("e", b"").unwrap(), 0)
-            .await
-            .unwrap()
-            .unwrap(),
-        b""
-    );
+    assert_eq!(r.read_to_vec(&st.add_file("e", b"").unwrap(), 0).await.unwrap().unwrap(), b"");
     r.close().await;
 }
 
@@ -352,22 +272,12 @@ async fn read_to_vec_respects_the_cap_and_missing_is_none() {
 async fn symlinks_are_reported_and_station_data_is_read_only() {
     let st = Station::start(StationSpec::new("links")).unwrap();
     st.add_file("real.bin", b"r").unwrap();
-    st.add_symlink("/etc/node/indexerD.cfg", "/mnt/internal/data/link.bin")
-        .unwrap();
-    let r = connect(&params(&st, None, HostKeyPolicy::AcceptNew), &opts())
-        .await
-        .unwrap();
-    let s = r
-        .lstat("/mnt/internal/data/link.bin")
-        .await
-        .unwrap()
-        .unwrap();
+    st.add_symlink("/etc/node/indexerD.cfg", "/mnt/internal/data/link.bin").unwrap();
+    let r = connect(&params(&st, None, HostKeyPolicy::AcceptNew), &opts()).await.unwrap();
+    let s = r.lstat("/mnt/internal/data/link.bin").await.unwrap().unwrap();
     assert_eq!(s.kind, RemoteKind::Symlink);
     // The server's user cannot change station data.
-    let e = r
-        .overwrite("/mnt/internal/data/real.bin", b"x")
-        .await
-        .unwrap_err();
+    let e = r.overwrite("/mnt/internal/data/real.bin", b"x").await.unwrap_err();
     assert!(matches!(e, SshError::PermissionDenied { .. }), "{e}");
     let e = r.remove("/mnt/internal/data/real.bin").await.unwrap_err();
     assert!(matches!(e, SshError::PermissionDenied { .. }), "{e}");

@@ -59,10 +59,7 @@ fn two_stations_get_distinct_ports_users_and_host_keys() {
     let b = Station::start(StationSpec::new("b")).unwrap();
     assert_ne!(a.port(), b.port());
     assert_ne!(a.user(), b.user());
-    assert_ne!(
-        a.host_key_fingerprint().unwrap(),
-        b.host_key_fingerprint().unwrap()
-    );
+    assert_ne!(a.host_key_fingerprint().unwrap(), b.host_key_fingerprint().unwrap());
 }
 
 #[test]
@@ -76,14 +73,7 @@ fn indexer_writes_the_exact_due_backup_format_sorted_and_unique() {
         st.set_mtime(&p, past).unwrap();
     }
     let out = st.run_indexer().unwrap();
-    assert_eq!(
-        out,
-        IndexerOutcome::Ran {
-            expired_stale_flag: false,
-            changed: 3,
-            due: 3
-        }
-    );
+    assert_eq!(out, IndexerOutcome::Ran { expired_stale_flag: false, changed: 3, due: 3 });
     assert_eq!(
         st.read(DUE).unwrap().unwrap(),
         b"/mnt/internal/data\0/a.bin\0\n/mnt/internal/data\0/b.bin\0\n\
@@ -104,8 +94,7 @@ fn indexer_writes_the_exact_due_backup_format_sorted_and_unique() {
     let d = st.add_file("0.bin", b"0").unwrap();
     st.set_mtime(&d, SystemTime::now() + Duration::from_secs(5)).unwrap();
     let old = st.add_file("old.bin", b"old").unwrap();
-    st.set_mtime(&old, SystemTime::now() - Duration::from_secs(3600))
-        .unwrap();
+    st.set_mtime(&old, SystemTime::now() - Duration::from_secs(3600)).unwrap();
     let out = st.run_indexer().unwrap();
     assert!(matches!(out, IndexerOutcome::Ran { changed: 1, due: 4, .. }), "{out:?}");
     assert!(
@@ -115,8 +104,7 @@ fn indexer_writes_the_exact_due_backup_format_sorted_and_unique() {
             .starts_with(b"/mnt/internal/data\0/0.bin\0\n/mnt/internal/data\0/a.bin\0\n")
     );
     // Symlinks are not regular files (find -type f).
-    st.add_symlink("/etc/node/indexerD.cfg", "/mnt/internal/data/link.bin")
-        .unwrap();
+    st.add_symlink("/etc/node/indexerD.cfg", "/mnt/internal/data/link.bin").unwrap();
     let out = st.run_indexer_at(SystemTime::now() + Duration::from_secs(10)).unwrap();
     // 0.bin is newer than the last timestamp again (its mtime is in the future): listed again,
     // de-duplicated; the symlink is not listed.
@@ -128,8 +116,7 @@ fn indexer_writes_the_exact_due_backup_format_sorted_and_unique() {
 #[test]
 fn indexer_merges_with_an_existing_due_backup_and_dedupes_backup_done() {
     let st = Station::start(StationSpec::new("merge")).unwrap();
-    st.write_due_backup_raw(b"/mnt/internal/data\0/z.bin\0\n/mnt/internal/data\0/z.bin\0")
-        .unwrap();
+    st.write_due_backup_raw(b"/mnt/internal/data\0/z.bin\0\n/mnt/internal/data\0/z.bin\0").unwrap();
     st.write_user_file(DONE, b"/x\n/a\n/x\n").unwrap();
     st.add_file("m.bin", b"m").unwrap();
     let out = st.run_indexer().unwrap();
@@ -161,14 +148,7 @@ fn indexer_expires_a_stale_halt_flag_and_runs() {
     st.hold_halt_flag().unwrap();
     st.age_halt_flag(Duration::from_secs(302 * 60)).unwrap();
     let out = st.run_indexer().unwrap();
-    assert_eq!(
-        out,
-        IndexerOutcome::Ran {
-            expired_stale_flag: true,
-            changed: 1,
-            due: 1
-        }
-    );
+    assert_eq!(out, IndexerOutcome::Ran { expired_stale_flag: true, changed: 1, due: 1 });
     assert!(!st.halt_flag_exists());
     assert!(!st.exists(FLAG));
 }
@@ -183,8 +163,5 @@ fn indexer_timer_runs_periodically() {
         std::thread::sleep(Duration::from_millis(20));
     }
     st.stop_indexer_timer();
-    assert_eq!(
-        st.read(DUE).unwrap().unwrap(),
-        b"/mnt/internal/data\0/a.bin\0\n"
-    );
+    assert_eq!(st.read(DUE).unwrap().unwrap(), b"/mnt/internal/data\0/a.bin\0\n");
 }

@@ -238,6 +238,8 @@ pub struct DaemonOptions {
     pub with_key: bool,
     /// Run the backup workers (off by default: gateway tests check queue rows untouched).
     pub backup: bool,
+    /// Run the processing workers (off by default: other tests check copied files untouched).
+    pub processing: bool,
     /// Repository root (default: a directory private to the daemon).
     pub repo: Option<PathBuf>,
     /// Station-password key file to use (shared between daemons of one test).
@@ -280,6 +282,7 @@ impl TestDaemon {
                 opts.key_file.clone().unwrap_or_else(|| dir.path().join("station.key")),
             )
             .env("APPCATALOGA_BACKUP__ENABLED", if opts.backup { "true" } else { "false" })
+            .env("APPCATALOGA_PROCESSING__ENABLED", if opts.processing { "true" } else { "false" })
             .env("APPCATALOGA_REPOSITORY__ROOT", opts.repo.clone().unwrap_or_else(|| dir.path().join("repo")))
             .env("APPCATALOGA_LOG__FORMAT", "text")
             .env("RUST_LOG", "debug,sqlx=info")

@@ -1,0 +1,2 @@
+//! Placeholder: the Zabbix external check (being written).
+fn main() {}
