@@ -19,13 +19,17 @@ url=$(scripts/mariadb-private.sh start "$work/db" "$port")
 cleanup() { [ -n "${daemon:-}" ] && kill "$daemon" 2>/dev/null; scripts/mariadb-private.sh stop "$work/db"; rm -rf "$work"; }
 trap cleanup EXIT
 "$bin" keygen "$work/station.key" >/dev/null
-ulimit -n 65536 || true
+ulimit -n 65536 2>/dev/null || true
 APPCATALOGA_CONFIG=/dev/null APPCATALOGA_DATABASE__URL="$url" APPCATALOGA_GATEWAY__LISTEN="127.0.0.1:$gw" \
   APPCATALOGA_SECRETS__KEY_FILE="$work/station.key" APPCATALOGA_LOG__LEVEL=warn \
   "$bin" run 2>"$work/daemon.log" &
 daemon=$!
 for _ in $(seq 100); do (exec 3<>"/dev/tcp/127.0.0.1/$gw") 2>/dev/null && break; sleep 0.1; done
-echo "== 256 concurrent legacy clients, backup, 1000 hosts"
+echo "== warm-up: every host queued once"
+"$bin" bench gateway --addr "127.0.0.1:$gw" --clients 64 --duration 3s --hosts 1000 --pid "$daemon" "$@" >/dev/null
+echo "== maximum throughput: 256 concurrent legacy clients, back to back, backup, 1000 hosts"
 "$bin" bench gateway --addr "127.0.0.1:$gw" --clients 256 --duration 15s --hosts 1000 --pid "$daemon" "$@"
+echo "== latency at 1000 req/s sustained with 256 concurrent clients"
+"$bin" bench gateway --addr "127.0.0.1:$gw" --clients 256 --rate 1000 --duration 15s --hosts 1000 --pid "$daemon" "$@"
 echo "== 1000 idle connections + 64 active clients"
 "$bin" bench gateway --addr "127.0.0.1:$gw" --clients 64 --duration 4s --hosts 1000 --idle-connections 1000 --pid "$daemon" "$@"

@@ -18,16 +18,19 @@ use anyhow::{Context as _, bail};
 use crate::crfs::{self, ParseOptions, generator};
 
 /// Arguments of `appcataloga bench crfs`.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, clap::Args)]
 pub struct CrfsBenchArgs {
     /// Existing `.bin` files to measure.
     pub files: Vec<PathBuf>,
     /// When > 0, also generate a realistic v5 file of about this many MB (10^6 bytes) in a
     /// temporary directory (removed afterwards) and measure it.
+    #[arg(long, default_value_t = 100)]
     pub generate_mb: u64,
     /// Parses per file and mode (at least 1).
+    #[arg(long, default_value_t = 10)]
     pub iterations: u32,
     /// A Python interpreter with rfpye 0.3.7 installed; when given, rfpye is timed too.
+    #[arg(long)]
     pub rfpye_python: Option<PathBuf>,
 }
 

@@ -36,6 +36,11 @@ pub struct GatewayBenchArgs {
     /// Command sent: backup or status.
     #[arg(long, default_value = "backup")]
     pub command: String,
+    /// Total request rate to hold (requests/s, spread over the clients); 0 = as fast as
+    /// possible. Latency is measured from each request's scheduled time, so a slow server
+    /// cannot hide its queueing (no coordinated omission).
+    #[arg(long, default_value_t = 0)]
+    pub rate: u32,
     /// Extra connections held open without a request.
     #[arg(long, default_value_t = 0)]
     pub idle_connections: usize,
@@ -131,7 +136,23 @@ pub async fn run(args: GatewayBenchArgs) -> anyhow::Result<()> {
         handles.push(tokio::spawn(async move {
             let mut latencies: Vec<u64> = Vec::with_capacity(4096);
             let mut n = c as u64;
+            // Open loop: client c sends at started + (c + k·clients) / rate.
+            let period =
+                (args.rate > 0).then(|| Duration::from_secs_f64(args.clients as f64 / f64::from(args.rate)));
+            let mut next = started + Duration::from_secs_f64(c as f64 / f64::from(args.rate.max(1)));
             while Instant::now() < deadline {
+                let scheduled = match period {
+                    Some(p) => {
+                        let at = next;
+                        next += p;
+                        if at >= deadline {
+                            break;
+                        }
+                        tokio::time::sleep_until(at.into()).await;
+                        at
+                    }
+                    None => Instant::now(),
+                };
                 let host = args.first_host_id + (n % u64::from(args.hosts.max(1))) as u32;
                 n += args.clients as u64;
                 let req = format!(
@@ -141,9 +162,8 @@ pub async fn run(args: GatewayBenchArgs) -> anyhow::Result<()> {
                     (host >> 8) & 255,
                     host & 255
                 );
-                let t = Instant::now();
                 match one_request(args.addr, req.as_bytes()).await {
-                    Ok(()) => latencies.push(t.elapsed().as_micros() as u64),
+                    Ok(()) => latencies.push(scheduled.elapsed().as_micros() as u64),
                     Err(e) => {
                         errors.fetch_add(1, Ordering::Relaxed);
                         if let Ok(mut g) = first_error.lock() {

@@ -59,6 +59,20 @@ pub enum Commands {
         /// Where to write the key.
         path: PathBuf,
     },
+    /// Write the catalogue as Parquet now (`<repo>/Metadata/`), atomically.
+    Publish,
+    /// Print the metadata of CRFS `.bin` files.
+    Inspect {
+        /// Files to read.
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+        /// One JSON object per file (one per line).
+        #[arg(long)]
+        json: bool,
+        /// Also decode the levels (slower; shows level statistics).
+        #[arg(long)]
+        levels: bool,
+    },
     /// Benchmarks (print figures; not tests).
     Bench {
         /// Which benchmark.
@@ -100,6 +114,12 @@ pub enum ConfigCommand {
 pub enum BenchCommand {
     /// Drive a running gateway with concurrent legacy clients.
     Gateway(crate::bench_gateway::GatewayBenchArgs),
+    /// CRFS metadata extraction speed (and rfpye's, when available).
+    Crfs(crate::bench_crfs::CrfsBenchArgs),
+    /// Backup then processing of many simulated stations, end to end (needs root, MariaDB).
+    Pipeline(crate::bench_pipeline::PipelineBenchArgs),
+    /// Parquet publication of a large synthetic catalogue.
+    Publish(crate::bench_publish::PublishBenchArgs),
 }
 
 /// Entry point used by `main.rs`.
@@ -130,6 +150,38 @@ fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
     tokio::runtime::Builder::new_multi_thread().enable_all().build().context("starting the async runtime")
 }
 
+/// `appcataloga inspect`: every file is reported; the exit status is non-zero if any failed.
+fn inspect(files: &[PathBuf], json: bool, levels: bool) -> anyhow::Result<()> {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    let mut failed = 0;
+    for path in files {
+        let result =
+            std::fs::read(path).with_context(|| format!("reading {}", path.display())).and_then(|bytes| {
+                crate::crfs::parse(&bytes, crate::crfs::ParseOptions { decode_levels: levels })
+                    .with_context(|| format!("{}", path.display()))
+            });
+        match result {
+            Ok(meta) if json => {
+                writeln!(out, "{}", crate::crfs::inspect::render_json(&meta, Some(path)))?;
+            }
+            Ok(meta) => writeln!(out, "{}", crate::crfs::inspect::render_text(&meta, Some(path)))?,
+            Err(e) => {
+                failed += 1;
+                if json {
+                    let v =
+                        serde_json::json!({"file": path.display().to_string(), "error": format!("{e:#}")});
+                    writeln!(out, "{v}")?;
+                } else {
+                    eprintln!("error: {e:#}");
+                }
+            }
+        }
+    }
+    anyhow::ensure!(failed == 0, "{failed} of {} files could not be read as CRFS", files.len());
+    Ok(())
+}
+
 fn dispatch(cli: Cli) -> anyhow::Result<()> {
     match &cli.command {
         Commands::Keygen { path } => {
@@ -143,6 +195,40 @@ fn dispatch(cli: Cli) -> anyhow::Result<()> {
         }
         Commands::Bench { which: BenchCommand::Gateway(args) } => {
             runtime()?.block_on(crate::bench_gateway::run(args.clone()))
+        }
+        Commands::Bench { which: BenchCommand::Crfs(args) } => crate::bench_crfs::run(args),
+        Commands::Bench { which: BenchCommand::Pipeline(args) } => {
+            runtime()?.block_on(crate::bench_pipeline::run(args.clone()))
+        }
+        Commands::Inspect { files, json, levels } => inspect(files, *json, *levels),
+        Commands::Bench { which: BenchCommand::Publish(args) } => {
+            runtime()?.block_on(crate::bench_publish::run(args.clone()))
+        }
+        Commands::Publish => {
+            let config = load_config(&cli)?;
+            crate::telemetry::init(cli.log_format.unwrap_or(config.log.format), &config.log.level);
+            runtime()?.block_on(async {
+                let store = Store::connect_lazy(&config.database)?;
+                let mut opts = crate::publish::PublishOptions::from(&config.publish);
+                if std::io::IsTerminal::is_terminal(&std::io::stderr()) {
+                    opts.progress = Some(std::sync::Arc::new(|p: &crate::publish::PublishProgress| {
+                        eprint!("\r{}: {} rows   ", p.file, p.rows);
+                    }));
+                }
+                let report = crate::publish::publish_once(&store, &config.repository.root, &opts)
+                    .await
+                    .context("publishing the catalogue")?;
+                println!(
+                    "published {} ({} rows, {} bytes) and {} table files in {:.1} s",
+                    report.catalog.path.display(),
+                    report.catalog.rows,
+                    report.catalog.bytes,
+                    report.tables.len(),
+                    report.elapsed.as_secs_f64()
+                );
+                store.close().await;
+                Ok(())
+            })
         }
         Commands::Config { action: ConfigCommand::Check } => {
             let config = load_config(&cli)?;
@@ -177,10 +263,13 @@ fn dispatch(cli: Cli) -> anyhow::Result<()> {
             runtime()?.block_on(async {
                 let store = Store::connect_lazy(&config.database)?;
                 let actor = format!("operator {}", crate::instance::InstanceId::current());
-                let found = store.trust_host_key(*host_id, &actor).await.context("re-trusting the host key")?;
+                let found =
+                    store.trust_host_key(*host_id, &actor).await.context("re-trusting the host key")?;
                 store.close().await;
                 anyhow::ensure!(found, "host {host_id} is unknown");
-                println!("host {host_id}: pinned key forgotten; the next backup pins the key the station presents");
+                println!(
+                    "host {host_id}: pinned key forgotten; the next backup pins the key the station presents"
+                );
                 Ok(())
             })
         }

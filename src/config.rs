@@ -40,6 +40,8 @@ pub struct Config {
     pub backup: BackupConfig,
     /// The processing workers.
     pub processing: ProcessingConfig,
+    /// The Parquet publisher.
+    pub publish: PublishConfig,
     /// Logging.
     pub log: LogConfig,
     /// Process lifecycle.
@@ -199,6 +201,50 @@ impl Default for ProcessingConfig {
     }
 }
 
+/// `[publish]`
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PublishConfig {
+    /// Run the publisher stage in the daemon.
+    pub enabled: bool,
+    /// How often the catalogue version is polled.
+    #[serde(with = "duration_str")]
+    pub interval: Duration,
+    /// A change is published once the version has been stable this long.
+    #[serde(with = "duration_str")]
+    pub debounce: Duration,
+    /// A catalogue that keeps changing is published anyway this long after the first
+    /// unpublished change.
+    #[serde(with = "duration_str")]
+    pub max_delay: Duration,
+    /// `NA_VOLUME` of repository copies in `DIM_SPECTRUM_FILE` (`repoSFI` in the original).
+    pub repository_volume: String,
+    /// Also write `rf_metadata.<TABLE>.parquet` for every RFDATA table.
+    pub table_dumps: bool,
+    /// Compression codec.
+    pub compression: crate::publish::PublishCompression,
+    /// Rows per Parquet row group.
+    pub row_group_rows: usize,
+    /// Rows per Arrow batch handed to the writer (memory ≈ 2–3 batches + one row group).
+    pub batch_rows: usize,
+}
+
+impl Default for PublishConfig {
+    fn default() -> Self {
+        PublishConfig {
+            enabled: true,
+            interval: Duration::from_secs(30),
+            debounce: Duration::from_secs(10),
+            max_delay: Duration::from_secs(600),
+            repository_volume: "repoSFI".into(),
+            table_dumps: true,
+            compression: crate::publish::PublishCompression::Zstd,
+            row_group_rows: 131_072,
+            batch_rows: 8192,
+        }
+    }
+}
+
 /// Host key policy names.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
@@ -334,6 +380,7 @@ impl Default for Config {
             secrets: SecretsConfig::default(),
             backup: BackupConfig::default(),
             processing: ProcessingConfig::default(),
+            publish: PublishConfig::default(),
             log: LogConfig::default(),
             daemon: DaemonConfig::default(),
         }

@@ -117,6 +117,14 @@ pub async fn run(
         };
         tracker.spawn(crate::process::run(processing, root.child_token(), tracker.clone()));
     }
+    if config.publish.enabled {
+        tracker.spawn(crate::publish::run(
+            store.clone(),
+            config.repository.root.clone(),
+            config.publish.clone(),
+            root.child_token(),
+        ));
+    }
 
     if let Some(period) = watchdog_period() {
         let hb = heartbeat.clone();

@@ -88,6 +88,7 @@
 //! and `appcataloga publish`) apart; under that lock every temporary file left by a killed
 //! publisher is removed.
 
+use crate::config::PublishConfig;
 use std::collections::HashMap;
 use std::fs::File;
 use std::path::{Path, PathBuf};
@@ -329,50 +330,6 @@ pub enum PublishCompression {
     Snappy,
     /// No compression.
     None,
-}
-
-/// `[publish]` settings of the daemon stage (to move into `config.rs`).
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct PublishConfig {
-    /// Run the publisher stage in the daemon.
-    pub enabled: bool,
-    /// How often the catalogue version is polled.
-    #[serde(with = "crate::config::duration_str")]
-    pub interval: Duration,
-    /// A change is published once the version has been stable this long.
-    #[serde(with = "crate::config::duration_str")]
-    pub debounce: Duration,
-    /// A catalogue that keeps changing is published anyway this long after the first
-    /// unpublished change.
-    #[serde(with = "crate::config::duration_str")]
-    pub max_delay: Duration,
-    /// `NA_VOLUME` of repository copies in `DIM_SPECTRUM_FILE` (`repoSFI` in the original).
-    pub repository_volume: String,
-    /// Also write `rf_metadata.<TABLE>.parquet` for every RFDATA table.
-    pub table_dumps: bool,
-    /// Compression codec.
-    pub compression: PublishCompression,
-    /// Rows per Parquet row group.
-    pub row_group_rows: usize,
-    /// Rows per Arrow batch handed to the writer (memory ≈ 2–3 batches + one row group).
-    pub batch_rows: usize,
-}
-
-impl Default for PublishConfig {
-    fn default() -> Self {
-        PublishConfig {
-            enabled: true,
-            interval: Duration::from_secs(30),
-            debounce: Duration::from_secs(10),
-            max_delay: Duration::from_secs(600),
-            repository_volume: "repoSFI".into(),
-            table_dumps: true,
-            compression: PublishCompression::Zstd,
-            row_group_rows: 131_072,
-            batch_rows: 8192,
-        }
-    }
 }
 
 /// Progress of a publication, for progress bars.

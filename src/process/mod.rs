@@ -130,7 +130,11 @@ async fn process_one(ctx: &ProcessContext, seats: &[Seat], job: ProcessingJob) {
         }
         Err(Failure::LeaseLost) => warn!("Lease lost: another worker took this file over."),
         Err(Failure::Retry { message }) => {
-            let delay = ctx.config.retry_base.saturating_mul(1 << job.failures.min(10)).min(Duration::from_secs(3600));
+            let delay = ctx
+                .config
+                .retry_base
+                .saturating_mul(1 << job.failures.min(10))
+                .min(Duration::from_secs(3600));
             warn!(reason = %message, retry_in_s = delay.as_secs(), "Processing failed; will retry.");
             if let Err(error) = ctx.store.fail_processing(&job, "RETRY", &message, None, Some(delay)).await {
                 warn!(%error, "Could not record the failure.");
@@ -168,7 +172,8 @@ async fn move_to_trash(source: &Path, trash: &Path) -> std::io::Result<Option<Pa
         }
         std::fs::create_dir_all(&trash)?;
         let sha = commit::sha256_file(&source)?;
-        let name = source.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| "file".into());
+        let name =
+            source.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| "file".into());
         let published = commit::publish(&source, &trash, &name, &sha)?;
         if let Some(parent) = source.parent() {
             let _ = commit::fsync_dir(parent);
@@ -185,7 +190,9 @@ async fn process(ctx: &ProcessContext, seats: &[Seat], job: &ProcessingJob) -> R
     let source_exists = tokio::fs::try_exists(&source).await.unwrap_or(false);
     let read_from = match (&job.target_path, source_exists) {
         (_, true) => source.clone(),
-        (Some(target), false) if tokio::fs::try_exists(target).await.unwrap_or(false) => PathBuf::from(target),
+        (Some(target), false) if tokio::fs::try_exists(target).await.unwrap_or(false) => {
+            PathBuf::from(target)
+        }
         _ => {
             return Err(Failure::Reject {
                 code: "MISSING",
@@ -196,14 +203,18 @@ async fn process(ctx: &ProcessContext, seats: &[Seat], job: &ProcessingJob) -> R
     let path = read_from.clone();
     let expected = job.sha256.clone();
     let parsed = tokio::task::spawn_blocking(move || -> Result<(FileMetadata, String, u64), Failure> {
-        let bytes = std::fs::read(&path).map_err(|e| Failure::Retry { message: format!("reading {}: {e}", path.display()) })?;
+        let bytes = std::fs::read(&path)
+            .map_err(|e| Failure::Retry { message: format!("reading {}: {e}", path.display()) })?;
         let sha = hex::encode(Sha256::digest(&bytes));
         if let Some(expected) = expected.filter(|e| !e.is_empty())
             && expected != sha
         {
             return Err(Failure::Reject {
                 code: "HASH_MISMATCH",
-                message: format!("{} does not match the hash recorded at copy time ({expected}); got {sha}", path.display()),
+                message: format!(
+                    "{} does not match the hash recorded at copy time ({expected}); got {sha}",
+                    path.display()
+                ),
             });
         }
         let meta = crfs::parse_metadata(&bytes).map_err(|e| Failure::Reject {
@@ -241,7 +252,9 @@ async fn process(ctx: &ProcessContext, seats: &[Seat], job: &ProcessingJob) -> R
             (dir.display().to_string(), name)
         })
         .await
-        .map_err(|e| if e.is_lease_lost() { Failure::LeaseLost } else { Failure::Retry { message: e.to_string() } })?;
+        .map_err(|e| {
+            if e.is_lease_lost() { Failure::LeaseLost } else { Failure::Retry { message: e.to_string() } }
+        })?;
     let (dir, name) = catalogued.target.clone();
 
     // Move (or confirm an earlier move).
@@ -283,10 +296,9 @@ async fn process(ctx: &ProcessContext, seats: &[Seat], job: &ProcessingJob) -> R
         catalogued.new_spectra + catalogued.known_spectra,
         catalogued.new_spectra
     );
-    ctx.store
-        .finish_processing(job, &dir, &name, &message)
-        .await
-        .map_err(|e| if e.is_lease_lost() { Failure::LeaseLost } else { Failure::Retry { message: e.to_string() } })?;
+    ctx.store.finish_processing(job, &dir, &name, &message).await.map_err(|e| {
+        if e.is_lease_lost() { Failure::LeaseLost } else { Failure::Retry { message: e.to_string() } }
+    })?;
     debug!(spectra = catalogued.new_spectra, "Done.");
     Ok(message)
 }
@@ -370,7 +382,8 @@ fn build_entry(
         .iter()
         .enumerate()
         .map(|(i, s)| {
-            let description = s.description.clone().or_else(|| meta.thread_descriptions.get(&s.thread_id).cloned());
+            let description =
+                s.description.clone().or_else(|| meta.thread_descriptions.get(&s.thread_id).cloned());
             let mut h = Sha256::new();
             h.update(sha.as_bytes());
             h.update(format!(
@@ -398,7 +411,12 @@ fn build_entry(
     CatalogueEntry {
         receiver,
         antennas,
-        procedure: meta.procedure.method.clone().filter(|m| !m.is_empty()).unwrap_or_else(|| "unknown".into()),
+        procedure: meta
+            .procedure
+            .method
+            .clone()
+            .filter(|m| !m.is_empty())
+            .unwrap_or_else(|| "unknown".into()),
         gps,
         seat,
         streams,

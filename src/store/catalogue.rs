@@ -164,7 +164,11 @@ impl Store {
     ///
     /// # Errors
     /// [`StoreError`] on database failure.
-    pub async fn claim_processing(&self, owner: &str, lease: Duration) -> Result<Option<ProcessingJob>, StoreError> {
+    pub async fn claim_processing(
+        &self,
+        owner: &str,
+        lease: Duration,
+    ) -> Result<Option<ProcessingJob>, StoreError> {
         let q = |e| StoreError::query("claiming a processing task", e);
         let mut tx = self.pool().begin().await.map_err(q)?;
         let id: Option<i64> = sqlx::query_scalar(self.sql(
@@ -285,7 +289,14 @@ impl Store {
             .map_err(|e| StoreError::query("loading municipal seats", e))
     }
 
-    async fn dim_id(&self, conn: &mut MySqlConnection, table: &str, id_col: &str, name_col: &str, name: &str) -> Result<i32, StoreError> {
+    async fn dim_id(
+        &self,
+        conn: &mut MySqlConnection,
+        table: &str,
+        id_col: &str,
+        name_col: &str,
+        name: &str,
+    ) -> Result<i32, StoreError> {
         let q = |e| StoreError::query("writing a catalogue dimension", e);
         sqlx::query(self.sql(&format!("INSERT IGNORE INTO {{RFDATA}}.{table} ({name_col}) VALUES (?)")))
             .bind(name)
@@ -312,11 +323,13 @@ impl Store {
         .execute(&mut *conn)
         .await
         .map_err(q)?;
-        sqlx::query_scalar(self.sql("SELECT ID_EQUIPMENT FROM {RFDATA}.DIM_SPECTRUM_EQUIPMENT WHERE NA_EQUIPMENT = ?"))
-            .bind(name)
-            .fetch_one(&mut *conn)
-            .await
-            .map_err(q)
+        sqlx::query_scalar(
+            self.sql("SELECT ID_EQUIPMENT FROM {RFDATA}.DIM_SPECTRUM_EQUIPMENT WHERE NA_EQUIPMENT = ?"),
+        )
+        .bind(name)
+        .fetch_one(&mut *conn)
+        .await
+        .map_err(q)
     }
 
     async fn file_row(
@@ -354,11 +367,13 @@ impl Store {
         let q = |e| StoreError::query("resolving the site", e);
         // Serialise site creation per state: the state row is the lock.
         if let Some(seat) = &entry.seat {
-            sqlx::query(self.sql("SELECT ID_STATE FROM {RFDATA}.DIM_SITE_STATE WHERE ID_STATE = ? FOR UPDATE"))
-                .bind(seat.state)
-                .fetch_optional(&mut *conn)
-                .await
-                .map_err(q)?;
+            sqlx::query(
+                self.sql("SELECT ID_STATE FROM {RFDATA}.DIM_SITE_STATE WHERE ID_STATE = ? FOR UPDATE"),
+            )
+            .bind(seat.state)
+            .fetch_optional(&mut *conn)
+            .await
+            .map_err(q)?;
         }
         let t = entry.tolerance;
         let (lat, lon) = (gps.latitude, gps.longitude);
@@ -417,9 +432,15 @@ impl Store {
                 .await
                 .map_err(q)?;
             }
-            (id, r.try_get::<Option<i32>, _>(5).map_err(q)?, r.try_get::<Option<i32>, _>(6).map_err(q)?, false)
+            (
+                id,
+                r.try_get::<Option<i32>, _>(5).map_err(q)?,
+                r.try_get::<Option<i32>, _>(6).map_err(q)?,
+                false,
+            )
         } else {
-            let (state, county) = entry.seat.as_ref().map(|s| (Some(s.state), Some(s.county))).unwrap_or((None, None));
+            let (state, county) =
+                entry.seat.as_ref().map(|s| (Some(s.state), Some(s.county))).unwrap_or((None, None));
             let res = sqlx::query(self.sql(
                 "INSERT INTO {RFDATA}.DIM_SPECTRUM_SITE (FK_STATE, FK_COUNTY, FK_TYPE, GEO_POINT, NU_ALTITUDE, NU_GNSS_MEASUREMENTS)
                  VALUES (?, ?, 1, ST_GeomFromText(?), ?, ?)",
@@ -435,12 +456,14 @@ impl Store {
             (i32::try_from(res.last_insert_id()).unwrap_or(0), state, county, true)
         };
         let state_code: Option<String> = match state {
-            Some(s) => sqlx::query_scalar(self.sql("SELECT LC_STATE FROM {RFDATA}.DIM_SITE_STATE WHERE ID_STATE = ?"))
-                .bind(s)
-                .fetch_optional(&mut *conn)
-                .await
-                .map_err(q)?
-                .flatten(),
+            Some(s) => sqlx::query_scalar(
+                self.sql("SELECT LC_STATE FROM {RFDATA}.DIM_SITE_STATE WHERE ID_STATE = ?"),
+            )
+            .bind(s)
+            .fetch_optional(&mut *conn)
+            .await
+            .map_err(q)?
+            .flatten(),
             None => None,
         };
         Ok(SiteInfo { id, state, state_code, county, created })
@@ -479,23 +502,31 @@ impl Store {
         };
         let (dir, name) = place(site.as_ref());
 
-        let procedure = self.dim_id(&mut tx, "DIM_SPECTRUM_PROCEDURE", "ID_PROCEDURE", "NA_PROCEDURE", &entry.procedure).await?;
-        let detector = self.dim_id(&mut tx, "DIM_SPECTRUM_DETECTOR", "ID_DETECTOR", "NA_DETECTOR", "RMS").await?;
+        let procedure = self
+            .dim_id(&mut tx, "DIM_SPECTRUM_PROCEDURE", "ID_PROCEDURE", "NA_PROCEDURE", &entry.procedure)
+            .await?;
+        let detector =
+            self.dim_id(&mut tx, "DIM_SPECTRUM_DETECTOR", "ID_DETECTOR", "NA_DETECTOR", "RMS").await?;
         let receiver = self.equipment_id(&mut tx, &entry.receiver).await?;
         let mut antennas = Vec::new();
         for (input, name) in &entry.antennas {
             antennas.push((*input, self.equipment_id(&mut tx, name).await?));
         }
-        let station_file =
-            self.file_row(&mut tx, &job.host_uid, &job.station_dir, &job.station_name, entry.size, &entry.sha256).await?;
-        let repo_file = self.file_row(&mut tx, &entry.repo_volume, &dir, &name, entry.size, &entry.sha256).await?;
+        let station_file = self
+            .file_row(&mut tx, &job.host_uid, &job.station_dir, &job.station_name, entry.size, &entry.sha256)
+            .await?;
+        let repo_file =
+            self.file_row(&mut tx, &entry.repo_volume, &dir, &name, entry.size, &entry.sha256).await?;
 
         let mut new_spectra = 0;
         let mut known_spectra = 0;
         for s in &entry.streams {
-            let unit = self.dim_id(&mut tx, "DIM_SPECTRUM_UNIT", "ID_MEASURE_UNIT", "NA_MEASURE_UNIT", &s.unit).await?;
-            let trace =
-                self.dim_id(&mut tx, "DIM_SPECTRUM_TRACE_TYPE", "ID_TRACE_TYPE", "NA_TRACE_TYPE", &s.trace_type).await?;
+            let unit = self
+                .dim_id(&mut tx, "DIM_SPECTRUM_UNIT", "ID_MEASURE_UNIT", "NA_MEASURE_UNIT", &s.unit)
+                .await?;
+            let trace = self
+                .dim_id(&mut tx, "DIM_SPECTRUM_TRACE_TYPE", "ID_TRACE_TYPE", "NA_TRACE_TYPE", &s.trace_type)
+                .await?;
             let res = sqlx::query(self.sql(
                 "INSERT INTO {RFDATA}.FACT_SPECTRUM (FK_SITE, FK_DETECTOR, FK_TRACE_TYPE, FK_MEASURE_UNIT, FK_PROCEDURE, NA_DESCRIPTION,
                         NU_FREQ_START, NU_FREQ_END, DT_TIME_START, DT_TIME_END, NU_SAMPLE_DURATION, NU_TRACE_COUNT, NU_TRACE_LENGTH,
@@ -558,12 +589,14 @@ impl Store {
             .execute(&mut *tx)
             .await
             .map_err(q)?;
-        sqlx::query(self.sql("UPDATE {BPDATA}.HOST SET FK_EQUIPMENT_RFDB = ? WHERE ID_HOST = ? AND FK_EQUIPMENT_RFDB IS NULL"))
-            .bind(receiver)
-            .bind(job.host_id)
-            .execute(&mut *tx)
-            .await
-            .map_err(q)?;
+        sqlx::query(self.sql(
+            "UPDATE {BPDATA}.HOST SET FK_EQUIPMENT_RFDB = ? WHERE ID_HOST = ? AND FK_EQUIPMENT_RFDB IS NULL",
+        ))
+        .bind(receiver)
+        .bind(job.host_id)
+        .execute(&mut *tx)
+        .await
+        .map_err(q)?;
         tx.commit().await.map_err(q)?;
         Ok(Catalogued { site, new_spectra, known_spectra, target: (dir, name) })
     }
@@ -572,7 +605,13 @@ impl Store {
     ///
     /// # Errors
     /// [`StoreError`] (lease lost included).
-    pub async fn finish_processing(&self, job: &ProcessingJob, dir: &str, name: &str, message: &str) -> Result<(), StoreError> {
+    pub async fn finish_processing(
+        &self,
+        job: &ProcessingJob,
+        dir: &str,
+        name: &str,
+        message: &str,
+    ) -> Result<(), StoreError> {
         let q = |e| StoreError::query("finishing a processing task", e);
         let mut tx = self.pool().begin().await.map_err(q)?;
         self.fence_file(&mut tx, job).await?;
@@ -639,7 +678,11 @@ impl Store {
     ///
     /// # Errors
     /// [`StoreError`] on database failure.
-    pub async fn requeue_expired_processing(&self, actor: &str, host_prefix: Option<(&str, &str)>) -> Result<u64, StoreError> {
+    pub async fn requeue_expired_processing(
+        &self,
+        actor: &str,
+        host_prefix: Option<(&str, &str)>,
+    ) -> Result<u64, StoreError> {
         let q = |e| StoreError::query("requeueing expired processing claims", e);
         let mut tx = self.pool().begin().await.map_err(q)?;
         let (prefix, me) = host_prefix.map(|(p, m)| (format!("{p}%"), m.to_string())).unwrap_or_default();

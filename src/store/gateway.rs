@@ -106,6 +106,40 @@ pub struct HostStatus {
     pub has_password: bool,
 }
 
+/// Access data as stored, for the read-only fast path of a poll.
+struct StoredAccess {
+    uid: Option<String>,
+    address: Option<String>,
+    port: Option<i32>,
+    user: Option<String>,
+    sealed: Option<Vec<u8>>,
+    key_id: Option<String>,
+    cancel_requested: bool,
+}
+
+impl StoredAccess {
+    /// `Some(outcome)` when nothing in `a` differs from what is stored (so a poll can be
+    /// answered without a write).
+    fn unchanged(&self, a: &StationAccess, key: Option<&StationKey>) -> Option<PasswordOutcome> {
+        let same = self.uid.as_deref() == Some(a.host_uid.as_str())
+            && self.address.as_deref() == Some(a.address.as_str())
+            && self.port == Some(i32::from(a.port))
+            && self.user.as_deref() == Some(a.user.as_str());
+        if !same || self.cancel_requested {
+            return None;
+        }
+        match (a.password.as_ref().filter(|p| !p.expose_secret().is_empty()), key) {
+            (None, _) => Some(PasswordOutcome::NotGiven),
+            (Some(_), None) => Some(PasswordOutcome::NoKey),
+            (Some(p), Some(k)) => {
+                let sealed = SealedPassword { bytes: self.sealed.clone()?, key_id: self.key_id.clone()? };
+                let old = k.open(a.host_id.into(), &sealed).ok()?;
+                (old.expose_secret() == p.expose_secret()).then_some(PasswordOutcome::Unchanged)
+            }
+        }
+    }
+}
+
 fn utc(t: Option<NaiveDateTime>) -> Option<DateTime<Utc>> {
     t.map(|t| t.and_utc())
 }
@@ -127,6 +161,17 @@ impl Store {
             .acquire()
             .await
             .map_err(|e| StoreError::Unavailable(format!("queueing a backup: {e}")))?;
+        // Fast path, read-only: most polls find the task already queued or running and the
+        // access data unchanged; they are answered without a transaction.
+        if let Some((st, stored)) = self.status_and_access(&mut conn, access.host_id).await?
+            && let Some(pw) = stored.unchanged(access, key)
+        {
+            match st.task_status {
+                Some(status::PENDING) => return Ok((EnqueueOutcome::AlreadyPending, pw, st)),
+                Some(status::RUNNING) => return Ok((EnqueueOutcome::AlreadyRunning, pw, st)),
+                _ => {}
+            }
+        }
         let mut attempt = 0;
         let (outcome, pw) = loop {
             attempt += 1;
@@ -437,12 +482,23 @@ impl Store {
         conn: &mut MySqlConnection,
         host_id: i32,
     ) -> Result<Option<HostStatus>, StoreError> {
+        Ok(self.status_and_access(conn, host_id).await?.map(|(st, _)| st))
+    }
+
+    /// The host's status and its stored access data, in two statements.
+    async fn status_and_access(
+        &self,
+        conn: &mut MySqlConnection,
+        host_id: i32,
+    ) -> Result<Option<(HostStatus, StoredAccess)>, StoreError> {
         let q = |e| StoreError::query("reading a host status", e);
         let row = sqlx::query(self.sql(
             "SELECT h.NU_STATUS, h.NA_STATUS_MESSAGE, h.BN_HOST_PASSWORD_SEALED IS NOT NULL,
                     t.NU_STATUS, t.NU_FAILURES, t.DT_LAST_DONE, t.NA_MESSAGE,
                     (SELECT MAX(f.DT_BACKUP) FROM {BPDATA}.FILE_TASK f WHERE f.FK_HOST = h.ID_HOST),
-                    (SELECT MAX(f.DT_PROCESSED) FROM {BPDATA}.FILE_TASK f WHERE f.FK_HOST = h.ID_HOST)
+                    (SELECT MAX(f.DT_PROCESSED) FROM {BPDATA}.FILE_TASK f WHERE f.FK_HOST = h.ID_HOST),
+                    h.NA_HOST_UID, h.NA_HOST_ADDRESS, h.NA_HOST_PORT, h.NA_HOST_USER, h.BN_HOST_PASSWORD_SEALED,
+                    h.NA_SECRET_KEY_ID, t.IS_CANCEL_REQUESTED
              FROM {BPDATA}.HOST h
              LEFT JOIN {BPDATA}.HOST_TASK t ON t.FK_HOST = h.ID_HOST AND t.NU_TYPE = ?
              WHERE h.ID_HOST = ?",
@@ -462,6 +518,15 @@ impl Store {
         .map_err(q)?;
         let task_status: Option<i8> = row.try_get(3).map_err(q)?;
         let failures: Option<u32> = row.try_get(4).map_err(q)?;
+        let stored = StoredAccess {
+            uid: row.try_get(9).map_err(q)?,
+            address: row.try_get(10).map_err(q)?,
+            port: row.try_get(11).map_err(q)?,
+            user: row.try_get(12).map_err(q)?,
+            sealed: row.try_get(13).map_err(q)?,
+            key_id: row.try_get(14).map_err(q)?,
+            cancel_requested: row.try_get::<Option<i8>, _>(15).map_err(q)?.unwrap_or(0) != 0,
+        };
         let mut st = HostStatus {
             host: host_id,
             host_files: 0,
@@ -498,7 +563,7 @@ impl Store {
                 _ => {}
             }
         }
-        Ok(Some(st))
+        Ok(Some((st, stored)))
     }
 
     /// Appends a `HOST_TASK` history row.

@@ -10,6 +10,7 @@
 //! deadlocks rare: `HOST` row before `HOST_TASK` row before `FILE_TASK` rows.
 
 pub mod backup;
+pub mod bench;
 pub mod catalogue;
 pub mod gateway;
 pub mod migrate;

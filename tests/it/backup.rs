@@ -171,7 +171,7 @@ fn three_stations_are_backed_up_completely_once_and_verifiably() {
             "SELECT COUNT(*) FROM {{BP}}.FILE_TASK WHERE FK_HOST = {id} AND NA_ERROR_CODE = 'NAME_COLLISION'"
         ));
         assert_eq!(collision, "1", "the second dup.bin is flagged");
-        let reply = poll(&d, *id, uid, st);
+        let reply = reply_json(&legacy_query(d.addr, &format!("status {id}")));
         assert_eq!(reply["host_files"], n as u64);
         assert_ne!(reply["last_backup"], "N/A");
     }
@@ -424,7 +424,10 @@ fn wrong_host_key_is_refused_before_authentication_and_wrong_password_does_not_l
         .unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     wait_for("the backup after re-trust", Duration::from_secs(30), || task_status(&db, 7501) == "0");
-    assert_eq!(db.value("SELECT NA_HOST_KEY_FINGERPRINT FROM {BP}.HOST WHERE ID_HOST = 7501"), st.host_key_fingerprint().unwrap());
+    assert_eq!(
+        db.value("SELECT NA_HOST_KEY_FINGERPRINT FROM {BP}.HOST WHERE ID_HOST = 7501"),
+        st.host_key_fingerprint().unwrap()
+    );
     assert_eq!(db.value("SELECT NU_STATUS FROM {BP}.HOST WHERE ID_HOST = 7501"), "0");
 
     let st2 = station("badpw");

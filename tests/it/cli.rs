@@ -184,3 +184,59 @@ fn keygen_never_overwrites() {
     assert!(!out.status.success());
     assert_eq!(std::fs::read_to_string(&path).unwrap(), key);
 }
+
+#[test]
+fn inspect_prints_the_metadata_of_each_file() {
+    let Some(shared) = shared_dir() else {
+        eprintln!("skipping: ../shared is absent");
+        return;
+    };
+    let fixtures = shared.join("fixtures/crfs");
+    let good = fixtures.join("rfeye002292_210211_T112336.bin");
+    let out = run(
+        &[
+            "inspect",
+            "--json",
+            good.to_str().unwrap(),
+            fixtures.join("rfeye002218_NenhumBlocoDeEspectro.bin").to_str().unwrap(),
+        ],
+        &[],
+    );
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let text = String::from_utf8_lossy(&out.stdout);
+    let objects: Vec<serde_json::Value> = text.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    assert_eq!(objects.len(), 2, "one object per file");
+    let v = &objects[0];
+    for key in ["file_version", "hostname", "method", "gps", "spectra", "damage"] {
+        assert!(v.get(key).is_some(), "missing {key}: {v}");
+    }
+    for key in ["latitude", "longitude", "altitude", "valid_fixes"] {
+        assert!(v["gps"].get(key).is_some(), "missing gps.{key}");
+    }
+    let s = &v["spectra"][0];
+    for key in [
+        "thread_id",
+        "description",
+        "start_mhz",
+        "stop_mhz",
+        "unit",
+        "points",
+        "trace_count",
+        "first_sweep",
+        "last_sweep",
+    ] {
+        assert!(s.get(key).is_some(), "missing spectra[].{key}");
+    }
+    assert_eq!(s["first_sweep"], "2021-02-11T11:23:36.002487Z");
+    assert_eq!(
+        objects[1]["spectra"].as_array().unwrap().len(),
+        0,
+        "no-spectrum file: zero spectra, not an error"
+    );
+    let out = run(&["inspect", good.to_str().unwrap()], &[]);
+    assert!(out.status.success());
+    assert!(String::from_utf8_lossy(&out.stdout).contains("rfeye002292"));
+    let out = run(&["inspect", fixtures.join("Script5.cfg").to_str().unwrap()], &[]);
+    assert!(!out.status.success(), "a non-CRFS file is an error");
+    assert!(String::from_utf8_lossy(&out.stderr).contains("not a CRFS file"));
+}

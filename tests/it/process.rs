@@ -110,7 +110,11 @@ fn real_and_generated_files_are_catalogued_filed_and_reprocessing_adds_nothing()
     let work = tempfile::tempdir().unwrap();
     let repo = work.path().join("repo");
     let uid = "RFEye002292";
-    let names = ["rfeye002292_210211_T111912.bin", "rfeye002292_210211_T112336.bin", "rfeye002218_NenhumBlocoDeEspectro.bin"];
+    let names = [
+        "rfeye002292_210211_T111912.bin",
+        "rfeye002292_210211_T112336.bin",
+        "rfeye002218_NenhumBlocoDeEspectro.bin",
+    ];
     for n in names {
         stage(&db, &repo, 9100, uid, n, &fixture(n));
     }
@@ -168,19 +172,27 @@ fn real_and_generated_files_are_catalogued_filed_and_reprocessing_adds_nothing()
             "SELECT FK_SITE FROM {{RF}}.FACT_SPECTRUM s JOIN {{RF}}.BRIDGE_SPECTRUM_FILE b ON b.FK_SPECTRUM = s.ID_SPECTRUM
              JOIN {{RF}}.DIM_SPECTRUM_FILE f ON f.ID_FILE = b.FK_FILE WHERE f.NA_FILE = '{name}' LIMIT 1"
         ));
-        let year = if name.contains("2999") { "2021" } else { "2021" };
-        let filed = repo.join(year).join(state).join(county).join(&site).join(name);
+        let filed = repo.join("2021").join(state).join(county).join(&site).join(name);
         assert!(filed.exists(), "{name} filed at {}", filed.display());
         assert_eq!(
             db.value(&format!("SELECT CONCAT(NA_PATH, '/', NA_FILE) FROM {{RF}}.DIM_SPECTRUM_FILE WHERE NA_VOLUME = 'repoSFI' AND NA_FILE = '{name}'")),
             filed.display().to_string()
         );
-        assert!(!repo.join("tmp").join(if name.contains("2999") { "RFEye002999" } else { uid }).join(name).exists());
+        assert!(
+            !repo
+                .join("tmp")
+                .join(if name.contains("2999") { "RFEye002999" } else { uid })
+                .join(name)
+                .exists()
+        );
     }
     // The two Salvador files share one site (within 0.0005°), refined over their 6 fixes.
     assert_eq!(db.value("SELECT COUNT(*) FROM {RF}.DIM_SPECTRUM_SITE WHERE FK_STATE = 29"), "1");
     // The brand-new site's first file succeeded (the original lost it).
-    assert_eq!(db.value("SELECT NU_STATUS FROM {BP}.FILE_TASK WHERE NA_HOST_FILE_NAME = 'rfeye002999_new_site.bin'"), "0");
+    assert_eq!(
+        db.value("SELECT NU_STATUS FROM {BP}.FILE_TASK WHERE NA_HOST_FILE_NAME = 'rfeye002999_new_site.bin'"),
+        "0"
+    );
     // The no-spectrum file is catalogued (file rows, site), not an error.
     assert_eq!(db.value("SELECT NU_STATUS FROM {BP}.FILE_TASK WHERE NA_HOST_FILE_NAME = 'rfeye002218_NenhumBlocoDeEspectro.bin'"), "0");
 
@@ -194,7 +206,10 @@ fn real_and_generated_files_are_catalogued_filed_and_reprocessing_adds_nothing()
         assert_eq!(fields[1], repo.join("trash/RFEye002999").display().to_string());
         assert!(fields[2].starts_with("Error processing task:"), "{row}");
         assert!(repo.join("trash/RFEye002999").join(junk).exists());
-        assert_eq!(db.value(&format!("SELECT COUNT(*) FROM {{RF}}.DIM_SPECTRUM_FILE WHERE NA_FILE = '{junk}'")), "0");
+        assert_eq!(
+            db.value(&format!("SELECT COUNT(*) FROM {{RF}}.DIM_SPECTRUM_FILE WHERE NA_FILE = '{junk}'")),
+            "0"
+        );
     }
     let reply = reply_json(&legacy_query(d.addr, "status 9101"));
     assert_eq!(reply["processing_error"], 2);
@@ -245,7 +260,11 @@ fn kill_nine_during_processing_catalogues_each_file_exactly_once() {
         db.value("SELECT COUNT(*) FROM {BP}.FILE_TASK WHERE NU_TYPE = 2 AND NU_STATUS = 0") == "12"
     });
     assert_eq!(db.value("SELECT COUNT(*) FROM {RF}.FACT_SPECTRUM"), expected_streams.to_string());
-    assert_eq!(db.value("SELECT COUNT(*) FROM {RF}.DIM_SPECTRUM_FILE"), "24", "a station and a repository row per file");
+    assert_eq!(
+        db.value("SELECT COUNT(*) FROM {RF}.DIM_SPECTRUM_FILE"),
+        "24",
+        "a station and a repository row per file"
+    );
     assert_eq!(db.value("SELECT COUNT(*) FROM {RF}.DIM_SPECTRUM_SITE"), "1");
     // Each file exactly once in the repository, none left in tmp.
     let mut found = Vec::new();
@@ -284,6 +303,8 @@ fn two_daemons_never_process_a_file_twice() {
         "each file processed exactly once"
     );
     assert_eq!(db.value("SELECT COUNT(*) FROM {RF}.FACT_SPECTRUM"), "150");
-    let workers = db.value("SELECT COUNT(DISTINCT NA_ACTOR) FROM {BP}.TASK_HISTORY WHERE NA_MESSAGE = 'Processing claimed'");
+    let workers = db.value(
+        "SELECT COUNT(DISTINCT NA_ACTOR) FROM {BP}.TASK_HISTORY WHERE NA_MESSAGE = 'Processing claimed'",
+    );
     assert_eq!(workers, "2", "both daemons worked");
 }

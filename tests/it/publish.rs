@@ -202,32 +202,6 @@ fn empty_catalogue_still_writes_a_valid_empty_file() {
     py_check(CHECK_TABLES, &[meta.to_str().unwrap(), "0"]);
 }
 
-/// Child side of the kill test: publishes when asked through the environment (a test-only
-/// path until `appcataloga publish` is wired; ignored in normal runs).
-#[test]
-#[ignore = "run as a child process by killed_publisher_leaves_the_previous_file_intact"]
-fn publish_child() {
-    let (Ok(url), Ok(bp), Ok(rf), Ok(root)) = (
-        std::env::var("APPCATALOGA_DATABASE__URL"),
-        std::env::var("APPCATALOGA_DATABASE__BPDATA_SCHEMA"),
-        std::env::var("APPCATALOGA_DATABASE__RFDATA_SCHEMA"),
-        std::env::var("PUBLISH_CHILD_ROOT"),
-    ) else {
-        return;
-    };
-    let cfg = DatabaseConfig {
-        url: Some(DatabaseUrl(SecretString::from(url))),
-        bpdata_schema: bp,
-        rfdata_schema: rf,
-        ..Default::default()
-    };
-    let rt = runtime();
-    rt.block_on(async {
-        let store = Store::connect_lazy(&cfg).unwrap();
-        publish::publish_once(&store, Path::new(&root), &PublishOptions::default()).await.unwrap();
-    });
-}
-
 fn sha256_file(path: &Path) -> String {
     use sha2::Digest;
     hex::encode(sha2::Sha256::digest(std::fs::read(path).unwrap()))
@@ -249,10 +223,11 @@ fn killed_publisher_leaves_the_previous_file_intact() {
     // The catalogue grows, then a publisher is killed while it writes.
     rt.block_on(store.fill_synthetic_catalog(60_000, "repoSFI", |_| {})).unwrap();
 
-    let mut child = Command::new(std::env::current_exe().unwrap())
-        .args(["--exact", "publish::publish_child", "--ignored", "--test-threads=1", "--nocapture"])
+    let mut child = Command::new(binary())
+        .arg("publish")
+        .env("APPCATALOGA_CONFIG", empty_config(dir.path()))
+        .env("APPCATALOGA_REPOSITORY__ROOT", dir.path())
         .envs(db.env())
-        .env("PUBLISH_CHILD_ROOT", dir.path())
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::null())
         .spawn()
@@ -360,7 +335,7 @@ fn daemon_stage_publishes_after_the_debounce_and_again_after_a_change() {
     let dir = tempfile::tempdir().unwrap();
     let store = rt.block_on(store_for(&db));
     rt.block_on(store.fill_synthetic_catalog(1_000, "repoSFI", |_| {})).unwrap();
-    let config = publish::PublishConfig {
+    let config = appcataloga::config::PublishConfig {
         interval: Duration::from_millis(200),
         debounce: Duration::from_millis(300),
         table_dumps: false,

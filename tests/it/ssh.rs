@@ -284,3 +284,27 @@ async fn symlinks_are_reported_and_station_data_is_read_only() {
     assert_eq!(st.read("/mnt/internal/data/real.bin").unwrap().unwrap(), b"r");
     r.close().await;
 }
+
+/// The SFTP benchmark end to end on a small file (the real figures come from
+/// `appcataloga bench sftp`). `APPCATALOGA_BENCH_SFTP_MIB` sets the size.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "benchmark; run with --ignored"]
+async fn bench_sftp_runs() {
+    let size_mib =
+        std::env::var("APPCATALOGA_BENCH_SFTP_MIB").ok().and_then(|v| v.parse().ok()).unwrap_or(16);
+    let args = appcataloga::bench_sftp::SftpBenchArgs {
+        size_mib,
+        runs: std::env::var("APPCATALOGA_BENCH_SFTP_RUNS").ok().and_then(|v| v.parse().ok()).unwrap_or(1),
+        delay_ms: 25,
+        delayed_size_mib: std::env::var("APPCATALOGA_BENCH_SFTP_DELAYED_MIB")
+            .ok()
+            .and_then(|v| v.parse().ok()),
+        read_chunk_kib: 256,
+        inflight: 16,
+        window_mib: 4,
+        openssh_cipher: std::env::var("APPCATALOGA_BENCH_SFTP_CIPHER").ok(),
+        skip_scp: false,
+        work_dir: None,
+    };
+    appcataloga::bench_sftp::run(args).await.unwrap();
+}

@@ -165,3 +165,11 @@ fn indexer_timer_runs_periodically() {
     st.stop_indexer_timer();
     assert_eq!(st.read(DUE).unwrap().unwrap(), b"/mnt/internal/data\0/a.bin\0\n");
 }
+
+#[test]
+fn crfs_files_can_be_placed_on_a_station() {
+    let st = Station::start(StationSpec::new("crfs")).unwrap();
+    let spec = appcataloga::crfs::generator::small_v5(1);
+    let p = st.add_crfs_file("SCAN_M_450470_rfeye002292_210211_111912.bin", &spec).unwrap();
+    assert_eq!(st.read(&p).unwrap().unwrap(), appcataloga::crfs::generator::generate(&spec).unwrap());
+}
