@@ -54,6 +54,27 @@ pub enum Commands {
         #[command(subcommand)]
         action: HostsCommand,
     },
+    /// Queue, throughput, hosts by condition, errors.
+    Status {
+        /// JSON for scripts.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Tasks.
+    Tasks {
+        /// Action.
+        #[command(subcommand)]
+        action: TasksCommand,
+    },
+    /// Catalogue already processed files again (e.g. after a parser upgrade); idempotent.
+    Reprocess {
+        /// Only this host.
+        #[arg(long)]
+        host: Option<i32>,
+        /// Only this file task.
+        #[arg(long)]
+        task: Option<i64>,
+    },
     /// Create a new key for station passwords (mode 0600; never overwrites).
     Keygen {
         /// Where to write the key.
@@ -94,11 +115,85 @@ pub enum RefdataCommand {
 /// `hosts` actions.
 #[derive(Debug, Subcommand)]
 pub enum HostsCommand {
+    /// Every station with its condition and counters.
+    List {
+        /// JSON for scripts.
+        #[arg(long)]
+        json: bool,
+    },
+    /// One station in detail.
+    Show {
+        /// Zabbix host id.
+        host_id: i32,
+        /// JSON for scripts.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Set a station's access data; the password is read from stdin (never from the command line).
+    SetCredentials {
+        /// Zabbix host id.
+        host_id: i32,
+        /// Equipment name.
+        #[arg(long)]
+        uid: Option<String>,
+        /// Address.
+        #[arg(long)]
+        address: Option<String>,
+        /// SSH port.
+        #[arg(long)]
+        port: Option<u16>,
+        /// SSH user.
+        #[arg(long)]
+        user: Option<String>,
+        /// Read the password from the first line of stdin.
+        #[arg(long)]
+        password_stdin: bool,
+    },
+    /// Import the original's node list CSV: id,uid,address,user,password[,port].
+    Import {
+        /// CSV file.
+        csv: PathBuf,
+    },
     /// Forget a station's pinned host key (after checking the new one on the station) and
     /// unfreeze its backup; the next contact pins the key it presents.
     TrustKey {
         /// Zabbix host id.
         host_id: i32,
+    },
+}
+
+/// `tasks` actions.
+#[derive(Debug, Subcommand)]
+pub enum TasksCommand {
+    /// Tasks, optionally only those in one status.
+    List {
+        /// error, pending, running, done, stopped, frozen (or the code).
+        #[arg(long)]
+        status: Option<String>,
+        /// Only this host.
+        #[arg(long)]
+        host: Option<i32>,
+        /// At most this many rows per kind.
+        #[arg(long, default_value_t = 200)]
+        limit: u32,
+        /// JSON for scripts.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Put failed tasks back in the queue (backoff and failure count cleared).
+    Retry {
+        /// Only this host.
+        #[arg(long)]
+        host: Option<i32>,
+        /// Only this file task.
+        #[arg(long)]
+        task: Option<i64>,
+    },
+    /// Put every failed, stopped or frozen task back in the queue.
+    ResetErrors {
+        /// Only this host.
+        #[arg(long)]
+        host: Option<i32>,
     },
 }
 
@@ -148,6 +243,21 @@ fn load_config(cli: &Cli) -> Result<Config, ConfigError> {
 
 fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
     tokio::runtime::Builder::new_multi_thread().enable_all().build().context("starting the async runtime")
+}
+
+/// Runs `f` with a connected store (configuration from the usual layers), then closes it.
+fn with_store<F, Fut>(cli: &Cli, f: F) -> anyhow::Result<()>
+where
+    F: FnOnce(Store) -> Fut,
+    Fut: std::future::Future<Output = anyhow::Result<()>>,
+{
+    let config = load_config(cli)?;
+    runtime()?.block_on(async {
+        let store = Store::connect_lazy(&config.database)?;
+        let result = f(store.clone()).await;
+        store.close().await;
+        result
+    })
 }
 
 /// `appcataloga inspect`: every file is reported; the exit status is non-zero if any failed.
@@ -257,6 +367,87 @@ fn dispatch(cli: Cli) -> anyhow::Result<()> {
             // Do not wait for lingering blocking tasks (e.g. stdin readers) at exit.
             rt.shutdown_timeout(Duration::from_secs(1));
             Ok(())
+        }
+        Commands::Status { json } => {
+            with_store(&cli, |store| async move { crate::ops::status(&store, *json).await })
+        }
+        Commands::Hosts { action: HostsCommand::List { json } } => {
+            with_store(&cli, |store| async move { crate::ops::hosts(&store, None, *json).await })
+        }
+        Commands::Hosts { action: HostsCommand::Show { host_id, json } } => {
+            with_store(&cli, |store| async move { crate::ops::hosts(&store, Some(*host_id), *json).await })
+        }
+        Commands::Hosts {
+            action: HostsCommand::SetCredentials { host_id, uid, address, port, user, password_stdin },
+        } => {
+            let config = load_config(&cli)?;
+            let key = StationKey::load(&config.secrets.key_file).ok();
+            let password = if *password_stdin {
+                let mut line = String::new();
+                std::io::stdin().read_line(&mut line).context("reading the password from stdin")?;
+                Some(secrecy::SecretString::from(line.trim_end_matches(['\r', '\n']).to_string()))
+            } else {
+                None
+            };
+            with_store(&cli, |store| async move {
+                crate::ops::set_credentials(
+                    &store,
+                    key.as_ref(),
+                    *host_id,
+                    uid.as_deref(),
+                    address.as_deref(),
+                    *port,
+                    user.as_deref(),
+                    password,
+                )
+                .await
+            })
+        }
+        Commands::Hosts { action: HostsCommand::Import { csv } } => {
+            let config = load_config(&cli)?;
+            let key = StationKey::load(&config.secrets.key_file).ok();
+            with_store(&cli, |store| async move {
+                crate::ops::import_hosts(&store, key.as_ref(), csv).await.map(|_| ())
+            })
+        }
+        Commands::Tasks { action: TasksCommand::List { status, host, limit, json } } => {
+            let status = status.as_deref().map(crate::ops::parse_status).transpose()?;
+            let filter = crate::store::ops::TaskFilter { host_id: *host, task_id: None };
+            with_store(&cli, |store| async move {
+                crate::ops::list_tasks(&store, status, filter, *limit, *json).await
+            })
+        }
+        Commands::Tasks { action: TasksCommand::Retry { host, task } } => {
+            let filter = crate::store::ops::TaskFilter { host_id: *host, task_id: *task };
+            with_store(&cli, |store| async move {
+                let actor = format!("operator {}", crate::instance::InstanceId::current());
+                let (h, f) =
+                    store.requeue_tasks(&[-1], filter, None, &actor, "Retried by an operator").await?;
+                println!("requeued {h} host tasks and {f} file tasks");
+                Ok(())
+            })
+        }
+        Commands::Tasks { action: TasksCommand::ResetErrors { host } } => {
+            let filter = crate::store::ops::TaskFilter { host_id: *host, task_id: None };
+            with_store(&cli, |store| async move {
+                let actor = format!("operator {}", crate::instance::InstanceId::current());
+                let (h, f) = store
+                    .requeue_tasks(&[-1, -2, -3], filter, None, &actor, "Errors reset by an operator")
+                    .await?;
+                println!("requeued {h} host tasks and {f} file tasks");
+                Ok(())
+            })
+        }
+        Commands::Reprocess { host, task } => {
+            let filter = crate::store::ops::TaskFilter { host_id: *host, task_id: *task };
+            with_store(&cli, |store| async move {
+                let actor = format!("operator {}", crate::instance::InstanceId::current());
+                let (_, f) = store
+                    .requeue_tasks(&[0], filter, Some(2), &actor, "Reprocessing requested by an operator")
+                    .await?;
+                println!("{f} files queued for processing again");
+                Ok(())
+            })
         }
         Commands::Hosts { action: HostsCommand::TrustKey { host_id } } => {
             let config = load_config(&cli)?;

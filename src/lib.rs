@@ -17,6 +17,7 @@ pub mod crfs;
 pub mod daemon;
 pub mod gateway;
 pub mod instance;
+pub mod ops;
 pub mod process;
 pub mod publish;
 pub mod refdata;

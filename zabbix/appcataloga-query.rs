@@ -171,19 +171,40 @@ fn request_line(a: &Args, user: &str, passwd: &str) -> String {
     format!("{} {} {} {} {} {} {}", a.query_tag, a.host_id, a.host_uid, a.host_add, a.host_port, user, passwd)
 }
 
-/// Replaces every literal occurrence of the password in `s` (the server never echoes it, but a
-/// secret must not reach Zabbix even if one did).
+/// Masks the password wherever it stands as a whole token in `s` (not inside a longer word, so
+/// a short password does not mangle ordinary text such as "backup"). The daemon never echoes the
+/// password, but a secret must not reach Zabbix even if a server did.
 fn scrub(s: &str, passwd: &str) -> String {
-    if passwd.is_empty() { s.to_string() } else { s.replace(passwd, MASK) }
+    if passwd.is_empty() {
+        return s.to_string();
+    }
+    let word = |c: Option<char>| c.is_some_and(|c| c.is_alphanumeric() || c == '_');
+    let mut out = String::with_capacity(s.len());
+    let mut pos = 0; // s[..pos] is already in `out`
+    let mut from = 0; // where to search next
+    while let Some(i) = s[from..].find(passwd).map(|i| i + from) {
+        let end = i + passwd.len();
+        if word(s[..i].chars().next_back()) || word(s[end..].chars().next()) {
+            // Part of a longer word: look again one character further.
+            from = i + s[i..].chars().next().map(char::len_utf8).unwrap_or(1);
+            continue;
+        }
+        out.push_str(&s[pos..i]);
+        out.push_str(MASK);
+        pos = end;
+        from = end;
+    }
+    out.push_str(&s[pos..]);
+    out
 }
 
-/// Scrubs every string in a JSON value (keys included).
+/// Scrubs every string value of a JSON value (the keys are the server's fixed names).
 fn scrub_value(v: Value, passwd: &str) -> Value {
     match v {
         Value::String(s) => Value::String(scrub(&s, passwd)),
         Value::Array(items) => Value::Array(items.into_iter().map(|i| scrub_value(i, passwd)).collect()),
         Value::Object(map) => {
-            Value::Object(map.into_iter().map(|(k, v)| (scrub(&k, passwd), scrub_value(v, passwd))).collect())
+            Value::Object(map.into_iter().map(|(k, v)| (k, scrub_value(v, passwd))).collect())
         }
         other => other,
     }
@@ -429,5 +450,9 @@ mod tests {
         let masked = request_line(&a, MASK, MASK);
         assert_eq!(masked, "backup 10367 RFEye002080 192.168.1.138 22 ***** *****");
         assert_eq!(scrub("x p(a)ss y", &a.passwd), "x ***** y");
+        assert_eq!(scrub("p(a)ss", &a.passwd), "*****");
+        assert_eq!(scrub("backup queued", "p"), "backup queued");
+        assert_eq!(scrub("passwd=p, p", "p"), "passwd=*****, *****");
+        assert_eq!(scrub("ppp pp", "pp"), "ppp *****");
     }
 }

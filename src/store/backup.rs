@@ -719,7 +719,7 @@ impl Store {
         self.host_history(&mut tx, claim.task_id, &claim.owner, Some(status::RUNNING), to, &message).await?;
         if done {
             sqlx::query(self.sql(
-                "UPDATE {BPDATA}.HOST SET NU_STATUS = 0, NA_STATUS_MESSAGE = NULL, DT_STATUS = IF(NU_STATUS = 0, DT_STATUS, NOW(6))
+                "UPDATE {BPDATA}.HOST SET DT_STATUS = IF(NU_STATUS = 0, DT_STATUS, NOW(6)), NU_STATUS = 0, NA_STATUS_MESSAGE = NULL
                  WHERE ID_HOST = ?",
             ))
             .bind(claim.host_id)

@@ -14,6 +14,7 @@ pub mod bench;
 pub mod catalogue;
 pub mod gateway;
 pub mod migrate;
+pub mod ops;
 pub mod publish;
 pub mod refdata;
 

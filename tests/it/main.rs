@@ -3,7 +3,9 @@
 mod backup;
 mod cli;
 mod crfs;
+mod deploy;
 mod gateway;
+mod ops;
 mod process;
 mod publish;
 mod ssh;

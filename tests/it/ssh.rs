@@ -295,16 +295,20 @@ async fn bench_sftp_runs() {
     let args = appcataloga::bench_sftp::SftpBenchArgs {
         size_mib,
         runs: std::env::var("APPCATALOGA_BENCH_SFTP_RUNS").ok().and_then(|v| v.parse().ok()).unwrap_or(1),
-        delay_ms: 25,
+        delay_ms: env_or("APPCATALOGA_BENCH_SFTP_DELAY_MS", 25),
         delayed_size_mib: std::env::var("APPCATALOGA_BENCH_SFTP_DELAYED_MIB")
             .ok()
             .and_then(|v| v.parse().ok()),
         read_chunk_kib: 256,
-        inflight: 16,
-        window_mib: 4,
+        inflight: env_or("APPCATALOGA_BENCH_SFTP_INFLIGHT", 16),
+        window_mib: env_or("APPCATALOGA_BENCH_SFTP_WINDOW_MIB", 8),
         openssh_cipher: std::env::var("APPCATALOGA_BENCH_SFTP_CIPHER").ok(),
-        skip_scp: false,
+        skip_scp: std::env::var_os("APPCATALOGA_BENCH_SFTP_SKIP_SCP").is_some(),
         work_dir: None,
     };
     appcataloga::bench_sftp::run(args).await.unwrap();
+}
+
+fn env_or<T: std::str::FromStr>(name: &str, default: T) -> T {
+    std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
 }

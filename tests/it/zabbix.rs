@@ -90,6 +90,13 @@ fn query_reports_the_daemon_keys_and_masks_the_credentials() {
     );
     assert!(!d.log_text().contains("CANARY"), "password in the daemon log");
 
+    // A short password masks the request tokens but does not mangle the keys or the message.
+    let (out, v) = run(&full_args(&d.addr.to_string(), "10368", "p"));
+    assert!(out.stderr.is_empty());
+    assert_eq!(v["pending_backup"], 0, "{v}");
+    assert!(!v["message"].as_str().unwrap().contains("*****"), "{v}");
+    assert_eq!(v["request"], "backup 10368 RFEye002080 rfeye002080.anatel.gov.br 2828 ***** *****");
+
     // Polling again is idempotent: still one task.
     let (out, v) = run(&full_args(&d.addr.to_string(), "10367", PASSWORD));
     assert_no_password(&out, PASSWORD);
