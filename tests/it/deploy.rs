@@ -199,6 +199,41 @@ fn deploy_install_update_remove_in_a_sandbox() {
 }
 
 #[test]
+fn deploy_through_the_database_socket() {
+    let db = TestDb::new();
+    let sandbox = tempfile::tempdir().unwrap();
+    let prefix = sandbox.path().to_str().unwrap();
+    let socket = db.db.dir.join("sock");
+    let db_user = format!("acat_s{}", std::process::id());
+    let env = vec![
+        ("APPCATALOGA_DATABASE__BPDATA_SCHEMA".to_string(), db.bpdata.clone()),
+        ("APPCATALOGA_DATABASE__RFDATA_SCHEMA".to_string(), db.rfdata.clone()),
+    ];
+    let args = [
+        "-i",
+        "--prefix",
+        prefix,
+        "--binary",
+        binary(),
+        "--db-socket",
+        socket.to_str().unwrap(),
+        "--db-user",
+        &db_user,
+        "--no-zabbix",
+    ];
+    let out = deploy(&args, &env);
+    assert_eq!(db.value("SELECT COUNT(*) FROM {BP}.SCHEMA_MIGRATION"), "3", "{out}");
+    // The daemon's URL is TCP on the server's port, and its account works.
+    let daemon_env = env_file(&sandbox.path().join("etc/appcataloga/appcataloga.env"));
+    let url = &daemon_env.iter().find(|(k, _)| k == "APPCATALOGA_DATABASE__URL").unwrap().1;
+    assert!(url.ends_with(&format!("@127.0.0.1:{}/", db.db.port)), "{url}");
+    let ok = sql_as(url, &format!("SELECT COUNT(*) FROM `{}`.SCHEMA_MIGRATION", db.bpdata));
+    assert!(ok.status.success(), "{}", text(&ok));
+    let out = deploy(&args, &env);
+    assert!(changes(&out).is_empty(), "{out}");
+}
+
+#[test]
 fn deploy_without_database_and_help() {
     let sandbox = tempfile::tempdir().unwrap();
     let prefix = sandbox.path().to_str().unwrap();
