@@ -41,7 +41,9 @@ options:
                    prebuilt appcataloga-query (default: beside --binary)
   --no-db          skip every database step
   --db-url URL     administrative connection for the database steps,
-                   mysql://USER[:PASSWORD]@HOST[:PORT]/ (default: the local socket as root)
+                   mysql://USER[:PASSWORD]@HOST[:PORT]/ (default: the local socket as root).
+                   A password here is visible in the process list: prefer --db-socket, or
+                   leave it out and let the client read it from ~/.my.cnf
   --db-socket PATH administrative connection through this unix socket, as root
   --db-user NAME   runtime database user (default appcataloga; the migration user is
                    NAME_migrate)
@@ -254,6 +256,7 @@ ENV_FILE=$ETC_DIR/appcataloga.env
 MIGRATE_ENV=$ETC_DIR/migrate.env
 UNIT=$UNIT_DIR/appcataloga.service
 QUERY_DEST=$PREFIX$ZABBIX_DIR/appcataloga-query
+DOC_DIR=$PREFIX/usr/share/doc/appcataloga
 SERVICE_USER=appcataloga
 
 # systemctl only on a real system managed by systemd, never in a sandbox.
@@ -354,6 +357,14 @@ install_binaries() {
   if [ "$NO_ZABBIX" = 0 ]; then
     install_file "$QUERY_BINARY" "$QUERY_DEST" 0755 || true
   fi
+}
+
+# The README (the unit's Documentation=) and the Zabbix kit (template to import, its README).
+install_docs() {
+  local f
+  for f in README.md zabbix/README.md zabbix/appcataloga_template.yaml; do
+    if [ -f "$SRC_DIR/$f" ]; then install_file "$SRC_DIR/$f" "$DOC_DIR/$f" 0644 || true; fi
+  done
 }
 
 UNIT_CHANGED=0
@@ -687,6 +698,7 @@ do_install() {
   install_binaries
   install_config
   install_unit
+  install_docs
   ensure_key
   schema_names
   local repo
@@ -716,6 +728,7 @@ do_update() {
   install_binaries
   install_config
   install_unit
+  install_docs
   schema_names
   if [ "$NO_DB" = 1 ]; then
     unchanged "database (skipped: --no-db)"
@@ -741,6 +754,7 @@ do_remove() {
   fi
   remove_path "$BIN_DIR/appcataloga"
   remove_path "$QUERY_DEST"
+  remove_path "$DOC_DIR"
   if [ -e "$UNIT" ]; then UNIT_CHANGED=1; fi
   remove_path "$UNIT"
   systemd_reload

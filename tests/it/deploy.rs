@@ -113,6 +113,11 @@ fn deploy_install_update_remove_in_a_sandbox() {
     assert_eq!(mode(&etc.join("migrate.env")), 0o600);
     assert!(p.join("var/lib/appcataloga").is_dir() && repo.is_dir(), "{out}");
     assert!(out.contains("system user appcataloga (skipped: sandbox)"), "{out}");
+    let doc = p.join("usr/share/doc/appcataloga");
+    assert!(
+        doc.join("README.md").is_file() && doc.join("zabbix/appcataloga_template.yaml").is_file(),
+        "{out}"
+    );
     // The migration ran (as the migration account) into the test schemas.
     assert_eq!(db.value("SELECT COUNT(*) FROM {BP}.SCHEMA_MIGRATION"), "3", "{out}");
     assert!(
@@ -186,7 +191,7 @@ fn deploy_install_update_remove_in_a_sandbox() {
     // Remove: binaries and unit go; configuration, key, state and repository stay.
     std::fs::write(repo.join("data.bin"), b"measurements").unwrap();
     let out = deploy(&["-r", "--prefix", prefix], &env);
-    assert!(!bin.exists() && !query.exists() && !unit.exists(), "{out}");
+    assert!(!bin.exists() && !query.exists() && !unit.exists() && !doc.exists(), "{out}");
     assert!(config.exists() && key.exists() && env_path.exists(), "{out}");
     assert!(p.join("var/lib/appcataloga").is_dir());
     assert_eq!(std::fs::read(repo.join("data.bin")).unwrap(), b"measurements");
@@ -196,6 +201,17 @@ fn deploy_install_update_remove_in_a_sandbox() {
     assert!(!etc.exists() && !p.join("var/lib/appcataloga").exists(), "{out}");
     assert_eq!(std::fs::read(repo.join("data.bin")).unwrap(), b"measurements");
     assert_eq!(db.value("SELECT COUNT(*) FROM {BP}.SCHEMA_MIGRATION"), "3");
+
+    // Installing again after a purge: the database accounts exist but their passwords were
+    // purged with the env files, so new ones are set; the migrations are already there.
+    let out = deploy(&install_args, &env);
+    assert!(out.contains("password set to the one in its env file"), "{out}");
+    assert!(out.contains("unchanged database migrations"), "{out}");
+    let daemon_env = env_file(&env_path);
+    let new_url = &daemon_env.iter().find(|(k, _)| k == "APPCATALOGA_DATABASE__URL").unwrap().1;
+    assert_ne!(new_url, &runtime_url, "a new password");
+    let ok = sql_as(new_url, &format!("SELECT COUNT(*) FROM `{}`.HOST", db.bpdata));
+    assert!(ok.status.success(), "{}", text(&ok));
 }
 
 #[test]
