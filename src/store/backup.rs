@@ -653,7 +653,8 @@ impl Store {
         Ok(())
     }
 
-    async fn file_history(
+    /// Appends a `FILE_TASK` history row (the task's status after the change is read back).
+    pub(crate) async fn file_history(
         &self,
         conn: &mut MySqlConnection,
         file_id: i64,
@@ -667,7 +668,7 @@ impl Store {
         ))
         .bind(actor)
         .bind(from)
-        .bind(message)
+        .bind(message.chars().take(2000).collect::<String>())
         .bind(file_id)
         .execute(&mut *conn)
         .await

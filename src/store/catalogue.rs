@@ -204,7 +204,7 @@ impl Store {
         .fetch_one(&mut *tx)
         .await
         .map_err(q)?;
-        self.file_history_tx(&mut tx, id, owner, status::PENDING, "Processing claimed").await?;
+        self.file_history(&mut tx, id, owner, status::PENDING, "Processing claimed").await?;
         tx.commit().await.map_err(q)?;
         Ok(Some(ProcessingJob {
             file_id: id,
@@ -222,28 +222,6 @@ impl Store {
             failures: r.try_get(10).map_err(q)?,
             listed_year: r.try_get::<Option<i32>, _>(11).map_err(q)?.unwrap_or(1970),
         }))
-    }
-
-    async fn file_history_tx(
-        &self,
-        conn: &mut MySqlConnection,
-        file_id: i64,
-        actor: &str,
-        from: i8,
-        message: &str,
-    ) -> Result<(), StoreError> {
-        sqlx::query(self.sql(
-            "INSERT INTO {BPDATA}.TASK_HISTORY (NA_TASK_KIND, FK_TASK, FK_HOST, NA_ACTOR, NU_TYPE, NU_STATUS_FROM, NU_STATUS_TO, NU_ATTEMPT, NA_MESSAGE)
-             SELECT 'FILE', ID_FILE_TASK, FK_HOST, ?, NU_TYPE, ?, NU_STATUS, NU_ATTEMPT, ? FROM {BPDATA}.FILE_TASK WHERE ID_FILE_TASK = ?",
-        ))
-        .bind(actor)
-        .bind(from)
-        .bind(message.chars().take(2000).collect::<String>())
-        .bind(file_id)
-        .execute(&mut *conn)
-        .await
-        .map_err(|e| StoreError::query("writing file history", e))?;
-        Ok(())
     }
 
     async fn fence_file(&self, conn: &mut MySqlConnection, job: &ProcessingJob) -> Result<(), StoreError> {
@@ -628,7 +606,7 @@ impl Store {
         .execute(&mut *tx)
         .await
         .map_err(q)?;
-        self.file_history_tx(&mut tx, job.file_id, &job.owner, status::RUNNING, message).await?;
+        self.file_history(&mut tx, job.file_id, &job.owner, status::RUNNING, message).await?;
         tx.commit().await.map_err(q)?;
         Ok(())
     }
@@ -669,7 +647,7 @@ impl Store {
         .execute(&mut *tx)
         .await
         .map_err(q)?;
-        self.file_history_tx(&mut tx, job.file_id, &job.owner, status::RUNNING, message).await?;
+        self.file_history(&mut tx, job.file_id, &job.owner, status::RUNNING, message).await?;
         tx.commit().await.map_err(q)?;
         Ok(())
     }
