@@ -128,6 +128,7 @@ pub async fn run(args: PipelineBenchArgs) -> anyhow::Result<()> {
         repo_root: repo.clone(),
         key: Some(Arc::clone(&key)),
         instance: Arc::clone(&instance),
+        metrics: Arc::new(crate::metrics::Metrics::new()),
     };
     let started = Instant::now();
     tracker.spawn(engine::run(backup, cancel.child_token(), tracker.clone()));
@@ -163,6 +164,7 @@ pub async fn run(args: PipelineBenchArgs) -> anyhow::Result<()> {
         }),
         repo_root: repo.clone(),
         instance,
+        metrics: Arc::new(crate::metrics::Metrics::new()),
     };
     let started = Instant::now();
     tracker.spawn(process::run(processing, cancel.child_token(), tracker.clone()));

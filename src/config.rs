@@ -42,6 +42,8 @@ pub struct Config {
     pub processing: ProcessingConfig,
     /// The Parquet publisher.
     pub publish: PublishConfig,
+    /// The HTTP observability endpoint.
+    pub http: HttpConfig,
     /// Logging.
     pub log: LogConfig,
     /// Process lifecycle.
@@ -245,6 +247,24 @@ impl Default for PublishConfig {
     }
 }
 
+/// `[http]`: the observability endpoint.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct HttpConfig {
+    /// Serve `/status`, `/hosts/{id}` and `/metrics`.
+    pub enabled: bool,
+    /// Address and port; loopback by default (there is no authentication).
+    pub listen: SocketAddr,
+    /// Connections served at once; the excess gets a 503 and is closed.
+    pub max_connections: usize,
+}
+
+impl Default for HttpConfig {
+    fn default() -> Self {
+        HttpConfig { enabled: true, listen: SocketAddr::from(([127, 0, 0, 1], 5556)), max_connections: 64 }
+    }
+}
+
 /// Host key policy names.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
@@ -381,6 +401,7 @@ impl Default for Config {
             backup: BackupConfig::default(),
             processing: ProcessingConfig::default(),
             publish: PublishConfig::default(),
+            http: HttpConfig::default(),
             log: LogConfig::default(),
             daemon: DaemonConfig::default(),
         }
@@ -534,6 +555,9 @@ impl Config {
         }
         if self.processing.lease < Duration::from_secs(10) {
             return Err(invalid("processing.lease", "must be at least 10s".into()));
+        }
+        if self.http.max_connections == 0 {
+            return Err(invalid("http.max_connections", "must be at least 1".into()));
         }
         if self.gateway.allow.is_empty() {
             return Err(invalid(

@@ -86,12 +86,14 @@ pub async fn run(
         }
     };
     let heartbeat = Heartbeat::default();
+    let metrics = Arc::new(crate::metrics::Metrics::new());
     let ctx = GatewayContext {
         store: store.clone(),
         key,
         key_file: config.secrets.key_file.display().to_string(),
         config: Arc::new(config.gateway.clone()),
         instance: instance.to_string().into(),
+        metrics: Arc::clone(&metrics),
     };
     let addr = listener.local_addr().context("reading the listener address")?;
     let station_key = ctx.key.clone();
@@ -105,6 +107,7 @@ pub async fn run(
             repo_root: config.repository.root.clone(),
             key: station_key,
             instance: instance.to_string().into(),
+            metrics: Arc::clone(&metrics),
         };
         tracker.spawn(crate::backup::engine::run(backup, root.child_token(), tracker.clone()));
     }
@@ -114,8 +117,23 @@ pub async fn run(
             config: Arc::new(config.processing.clone()),
             repo_root: config.repository.root.clone(),
             instance: instance.to_string().into(),
+            metrics: Arc::clone(&metrics),
         };
         tracker.spawn(crate::process::run(processing, root.child_token(), tracker.clone()));
+    }
+    if config.http.enabled {
+        let http_listener = TcpListener::bind(config.http.listen)
+            .await
+            .with_context(|| format!("binding http.listen {}", config.http.listen))?;
+        info!(addr = %http_listener.local_addr().context("reading the HTTP address")?, "HTTP endpoint listening.");
+        let http = crate::http::HttpContext {
+            store: store.clone(),
+            metrics: Arc::clone(&metrics),
+            instance: instance.to_string().into(),
+            started: std::time::Instant::now(),
+            max_connections: config.http.max_connections,
+        };
+        tracker.spawn(crate::http::run(http_listener, http, root.child_token(), tracker.clone()));
     }
     if config.publish.enabled {
         tracker.spawn(crate::publish::run(

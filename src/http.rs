@@ -25,7 +25,6 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
@@ -58,28 +57,6 @@ const WRITE_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Window of the "recent" throughput figures in `/status`.
 const RECENT_WINDOW: Duration = Duration::from_secs(3600);
-
-/// `[http]`: the observability endpoint.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct HttpConfig {
-    /// Serve `/status`, `/hosts/{id}` and `/metrics`.
-    pub enabled: bool,
-    /// Address and port; loopback by default (there is no authentication).
-    pub listen: SocketAddr,
-    /// Connections served at once; the excess gets a 503 and is closed.
-    pub max_connections: usize,
-}
-
-impl Default for HttpConfig {
-    fn default() -> Self {
-        HttpConfig {
-            enabled: true,
-            listen: SocketAddr::from(([127, 0, 0, 1], 5556)),
-            max_connections: 64,
-        }
-    }
-}
 
 /// Everything a request handler needs. Cheap to clone.
 #[derive(Clone, Debug)]
@@ -226,8 +203,7 @@ pub async fn run(listener: TcpListener, ctx: HttpContext, cancel: CancellationTo
                         }
                         Err(_) => {
                             warn!(peer = %peer, limit, "Observability endpoint busy: refused a connection.");
-                            let busy = Response::error(503, "server busy (http.max_connections); retry later");
-                            let _ = stream.try_write(&busy.to_bytes());
+                            refuse(&stream);
                         }
                     }
                 }
@@ -241,6 +217,20 @@ pub async fn run(listener: TcpListener, ctx: HttpContext, cancel: CancellationTo
         }
     }
     info!("Observability endpoint stopped accepting connections.");
+}
+
+/// Writes a 503 without waiting, drains what already arrived (so the close is less likely to
+/// become a reset that destroys the reply), and lets the caller drop the connection.
+fn refuse(stream: &TcpStream) {
+    let busy = Response::error(503, "server busy (http.max_connections); retry later");
+    let _ = stream.try_write(&busy.to_bytes());
+    let mut sink = [0u8; 1024];
+    for _ in 0..(MAX_REQUEST_BYTES / sink.len() + 1) {
+        match stream.try_read(&mut sink) {
+            Ok(n) if n > 0 => {}
+            _ => break,
+        }
+    }
 }
 
 async fn serve(
@@ -308,7 +298,11 @@ async fn read_head(
             Err(_) => return Err(RequestError::Timeout),
             Ok(Err(_)) => return Ok(None),
             Ok(Ok(0)) => {
-                return if len == 0 { Ok(None) } else { Err(RequestError::Malformed("incomplete request head")) };
+                return if len == 0 {
+                    Ok(None)
+                } else {
+                    Err(RequestError::Malformed("incomplete request head"))
+                };
             }
             Ok(Ok(n)) => {
                 let start = len.saturating_sub(3);
@@ -343,7 +337,8 @@ pub fn parse_head(head: &[u8]) -> Result<Route, RequestError> {
     let mut lines = text.split('\n').map(|l| l.strip_suffix('\r').unwrap_or(l));
     let request_line = lines.next().unwrap_or_default();
     let mut parts = request_line.split(' ');
-    let (Some(method), Some(target), Some(version), None) = (parts.next(), parts.next(), parts.next(), parts.next())
+    let (Some(method), Some(target), Some(version), None) =
+        (parts.next(), parts.next(), parts.next(), parts.next())
     else {
         return Err(RequestError::Malformed("request line is not 'METHOD target HTTP/1.x'"));
     };
@@ -593,7 +588,11 @@ async fn status_json(ctx: &HttpContext) -> Value {
 async fn metrics_text(ctx: &HttpContext) -> String {
     let mut out = Exposition::new();
     out.family("appcataloga_build_info", "Version and instance of this daemon.", "gauge");
-    out.sample("appcataloga_build_info", &[("version", env!("CARGO_PKG_VERSION")), ("instance", &ctx.instance)], 1);
+    out.sample(
+        "appcataloga_build_info",
+        &[("version", env!("CARGO_PKG_VERSION")), ("instance", &ctx.instance)],
+        1,
+    );
     out.family("appcataloga_uptime_seconds", "Seconds since the daemon started.", "gauge");
     out.sample_f64("appcataloga_uptime_seconds", &[], ctx.started.elapsed().as_secs_f64());
     let overview = within(QUERY_TIMEOUT, ctx.store.queue_overview()).await;
@@ -613,7 +612,8 @@ fn render_overview(out: &mut Exposition, o: &QueueOverview) {
     out.family("appcataloga_file_tasks", "File tasks in the queue, by type and status.", "gauge");
     render_queue(out, "appcataloga_file_tasks", &o.file_tasks, &[task_type::BACKUP, task_type::PROCESSING]);
     out.family("appcataloga_hosts", "Hosts by condition (HOST.NU_STATUS).", "gauge");
-    let mut by_condition: Vec<(&'static str, i64)> = CONDITIONS.iter().map(|c| (condition_name(*c), 0)).collect();
+    let mut by_condition: Vec<(&'static str, i64)> =
+        CONDITIONS.iter().map(|c| (condition_name(*c), 0)).collect();
     for (c, n) in &o.hosts_by_condition {
         let name = condition_name(*c);
         match by_condition.iter_mut().find(|(k, _)| *k == name) {
@@ -626,7 +626,11 @@ fn render_overview(out: &mut Exposition, o: &QueueOverview) {
     }
     out.family("appcataloga_failed_file_tasks", "File tasks in error now, by type and error code.", "gauge");
     for e in &o.errors {
-        out.sample_i64("appcataloga_failed_file_tasks", &[("type", type_name(e.task_type)), ("code", &e.code)], e.count);
+        out.sample_i64(
+            "appcataloga_failed_file_tasks",
+            &[("type", type_name(e.task_type)), ("code", &e.code)],
+            e.count,
+        );
     }
 }
 
@@ -656,7 +660,9 @@ async fn host_response(ctx: &HttpContext, id: i32) -> Response {
             Some(v) => Response::json(200, &v),
             None => Response::error(500, "could not render the host status"),
         },
-        Ok(None) => Response::error(404, &format!("host {id} is unknown: no backup was ever requested for it")),
+        Ok(None) => {
+            Response::error(404, &format!("host {id} is unknown: no backup was ever requested for it"))
+        }
         Err(e) if e.is_unavailable() => {
             let mut v = json!({ "error": format!("database unavailable: {e}"), "status": 503 });
             v["database"] = json!("unavailable");
@@ -698,6 +704,7 @@ fn host_message(st: &HostStatus) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::config::HttpConfig;
 
     #[test]
     fn routes() {
@@ -752,7 +759,11 @@ mod tests {
     #[test]
     fn queue_json_has_every_status() {
         let v = queue_json(
-            &[crate::store::stats::QueueCount { task_type: task_type::BACKUP, status: status::PENDING, count: 3 }],
+            &[crate::store::stats::QueueCount {
+                task_type: task_type::BACKUP,
+                status: status::PENDING,
+                count: 3,
+            }],
             &[task_type::BACKUP, task_type::PROCESSING],
         );
         assert_eq!(v["backup"]["pending"], json!(3));

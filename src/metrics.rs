@@ -59,7 +59,8 @@ impl Histogram {
             b.fetch_add(1, Ordering::Relaxed);
         }
         // Saturating add: a wrapped sum would be worse than a stuck one.
-        let _ = self.sum_us.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |s| Some(s.saturating_add(us)));
+        let _ =
+            self.sum_us.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |s| Some(s.saturating_add(us)));
     }
 
     fn snapshot(&self) -> HistogramSnapshot {
@@ -208,7 +209,11 @@ impl Metrics {
         }
         MetricsSnapshot {
             gateway_requests,
-            gateway_latency: COMMANDS.iter().zip(&self.gateway_latency).map(|(c, h)| (*c, h.snapshot())).collect(),
+            gateway_latency: COMMANDS
+                .iter()
+                .zip(&self.gateway_latency)
+                .map(|(c, h)| (*c, h.snapshot()))
+                .collect(),
             bytes_copied: self.bytes_copied.load(Ordering::Relaxed),
             files_copied: self.files_copied.load(Ordering::Relaxed),
             files_processed: self.files_processed.load(Ordering::Relaxed),
@@ -220,7 +225,11 @@ impl Metrics {
     /// Appends this process's counters to a Prometheus text exposition.
     pub fn render(&self, out: &mut Exposition) {
         let s = self.snapshot();
-        out.family("appcataloga_gateway_requests_total", "Zabbix gateway requests answered, by command and outcome.", "counter");
+        out.family(
+            "appcataloga_gateway_requests_total",
+            "Zabbix gateway requests answered, by command and outcome.",
+            "counter",
+        );
         for (cmd, outcome, n) in &s.gateway_requests {
             out.sample("appcataloga_gateway_requests_total", &[("command", cmd), ("outcome", outcome)], *n);
         }
@@ -248,9 +257,17 @@ impl Metrics {
             );
             out.sample("appcataloga_gateway_request_duration_seconds_count", &[("command", cmd)], h.count);
         }
-        out.family("appcataloga_copied_bytes_total", "Bytes copied from stations by this process.", "counter");
+        out.family(
+            "appcataloga_copied_bytes_total",
+            "Bytes copied from stations by this process.",
+            "counter",
+        );
         out.sample("appcataloga_copied_bytes_total", &[], s.bytes_copied);
-        out.family("appcataloga_copied_files_total", "Files copied from stations by this process.", "counter");
+        out.family(
+            "appcataloga_copied_files_total",
+            "Files copied from stations by this process.",
+            "counter",
+        );
         out.sample("appcataloga_copied_files_total", &[], s.files_copied);
         out.family("appcataloga_processed_files_total", "Files catalogued by this process.", "counter");
         out.sample("appcataloga_processed_files_total", &[], s.files_processed);
@@ -258,7 +275,11 @@ impl Metrics {
         for (kind, n) in &s.backup_errors {
             out.sample("appcataloga_backup_errors_total", &[("kind", kind)], *n);
         }
-        out.family("appcataloga_processing_errors_total", "Failed cataloguing by this process, by kind.", "counter");
+        out.family(
+            "appcataloga_processing_errors_total",
+            "Failed cataloguing by this process, by kind.",
+            "counter",
+        );
         for (kind, n) in &s.processing_errors {
             out.sample("appcataloga_processing_errors_total", &[("kind", kind)], *n);
         }
@@ -421,6 +442,9 @@ mod tests {
         let mut e = Exposition::new();
         e.family("x_total", "help\\me", "counter");
         e.sample("x_total", &[("k", "a\"b\\c\nd")], 3);
-        assert_eq!(e.as_str(), "# HELP x_total help\\\\me\n# TYPE x_total counter\nx_total{k=\"a\\\"b\\\\c\\nd\"} 3\n");
+        assert_eq!(
+            e.as_str(),
+            "# HELP x_total help\\\\me\n# TYPE x_total counter\nx_total{k=\"a\\\"b\\\\c\\nd\"} 3\n"
+        );
     }
 }

@@ -67,6 +67,8 @@ pub struct BackupContext {
     pub key: Option<Arc<StationKey>>,
     /// This daemon's instance id.
     pub instance: Arc<str>,
+    /// Counters exported on `/metrics`.
+    pub metrics: Arc<crate::metrics::Metrics>,
 }
 
 impl BackupContext {
@@ -663,6 +665,7 @@ async fn with_flag(
                 if let Err(e) = ctx.store.complete_copy(claim, &job, &done).await {
                     break Err(e.into());
                 }
+                ctx.metrics.add_copied(done.size);
                 debug!(file = %file, bytes = done.size, "Copied.");
                 done_paths.push(file);
             }
@@ -674,6 +677,7 @@ async fn with_flag(
                     _ => tally.failed += 1,
                 }
                 warn!(file = %file, code, reason = %message, "File not copied.");
+                ctx.metrics.inc_backup_error(code);
                 let retry_after = retry.then(|| backoff(cfg.retry_base, cfg.retry_max, 0));
                 if let Err(e) = ctx.store.fail_copy(claim, &job, code, &message, retry_after, false).await {
                     break Err(e.into());
@@ -681,6 +685,9 @@ async fn with_flag(
             }
             Err(CopyAbort { message, put_back }) => {
                 let code = if put_back { "INTERRUPTED" } else { "COPY_FAILED" };
+                if !put_back {
+                    ctx.metrics.inc_backup_error(code);
+                }
                 let retry_after = Some(backoff(cfg.retry_base, cfg.retry_max, 0));
                 let _ = ctx.store.fail_copy(claim, &job, code, &message, retry_after, put_back).await;
                 if put_back {

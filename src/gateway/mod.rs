@@ -42,6 +42,8 @@ pub struct GatewayContext {
     pub config: Arc<GatewayConfig>,
     /// This daemon instance, recorded as the actor of state changes.
     pub instance: Arc<str>,
+    /// Counters exported on `/metrics`.
+    pub metrics: Arc<crate::metrics::Metrics>,
 }
 
 /// Liveness of the accept loop, read by the systemd watchdog.
@@ -147,17 +149,21 @@ async fn serve(
 ) {
     let started = Instant::now();
     let _ = stream.set_nodelay(true);
-    let reply = match read_request(&mut stream, &ctx.config, &cancel).await {
+    let (reply, command, ok) = match read_request(&mut stream, &ctx.config, &cancel).await {
         ReadOutcome::Closed => return,
-        ReadOutcome::Reply(bytes) => bytes,
+        ReadOutcome::Reply(bytes) => (bytes, None, false),
         ReadOutcome::Request(buf) => match parse_request(&buf) {
-            Ok(req) => answer(&ctx, &req, peer).await,
+            Ok(req) => {
+                let (reply, ok) = answer(&ctx, &req, peer).await;
+                (reply, Some(req.command), ok)
+            }
             Err(e) => {
                 debug!(peer = %peer, error = %e, "Rejected a request.");
-                render_error(&e.to_string())
+                (render_error(&e.to_string()), None, false)
             }
         },
     };
+    ctx.metrics.record_gateway(command, ok, started.elapsed());
     let write = async {
         stream.write_all(&reply).await?;
         stream.shutdown().await?;
@@ -240,13 +246,13 @@ async fn read_request(
     }
 }
 
-async fn answer(ctx: &GatewayContext, req: &Request, peer: SocketAddr) -> Vec<u8> {
+async fn answer(ctx: &GatewayContext, req: &Request, peer: SocketAddr) -> (Vec<u8>, bool) {
     let actor = format!("gateway {} peer {}", ctx.instance, peer.ip());
     let budget = ctx.config.db_timeout;
     let result = match req.command {
         Command::Backup => {
             let Some(access) = &req.access else {
-                return render_error("backup needs host_uid, host_add, host_port, user and passwd");
+                return (render_error("backup needs host_uid, host_add, host_port, user and passwd"), false);
             };
             let station = StationAccess {
                 host_id: req.host_id,
@@ -272,27 +278,28 @@ async fn answer(ctx: &GatewayContext, req: &Request, peer: SocketAddr) -> Vec<u8
                     info!(peer = %peer, host_id = req.host_id, files = outcome.files_suspended, "Backup stopped by request.");
                     Ok(StatusReply::new(&st, stop_message(outcome)))
                 }
-                Ok(Ok(None)) => return render_error(&unknown_host(req.host_id)),
+                Ok(Ok(None)) => return (render_error(&unknown_host(req.host_id)), false),
                 Ok(Err(e)) => Err(e),
                 Err(_) => Err(StoreError::Unavailable(format!("no answer within {} ms", budget.as_millis()))),
             }
         }
         Command::Status => match tokio::time::timeout(budget, ctx.store.host_status(req.host_id)).await {
             Ok(Ok(Some(st))) => Ok(StatusReply::new(&st, condition_message(&st))),
-            Ok(Ok(None)) => return render_error(&unknown_host(req.host_id)),
+            Ok(Ok(None)) => return (render_error(&unknown_host(req.host_id)), false),
             Ok(Err(e)) => Err(e),
             Err(_) => Err(StoreError::Unavailable(format!("no answer within {} ms", budget.as_millis()))),
         },
     };
     match result {
-        Ok(reply) => render_status(&reply),
+        Ok(reply) => (render_status(&reply), true),
         Err(e) => {
             warn!(peer = %peer, host_id = req.host_id, command = %req.command, error = %e, "Request failed.");
             let what = if e.is_unavailable() { "database unavailable" } else { "database error" };
-            render_error(&format!(
+            let reply = render_error(&format!(
                 "{what} while handling {} for host {}: {e}; nothing was changed, retry at the next poll",
                 req.command, req.host_id
-            ))
+            ));
+            (reply, false)
         }
     }
 }

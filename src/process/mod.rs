@@ -42,6 +42,8 @@ pub struct ProcessContext {
     pub repo_root: PathBuf,
     /// This daemon's instance id.
     pub instance: Arc<str>,
+    /// Counters exported on `/metrics`.
+    pub metrics: Arc<crate::metrics::Metrics>,
 }
 
 /// Runs `processing.parallelism` workers until `cancel`.
@@ -126,10 +128,12 @@ async fn process_one(ctx: &ProcessContext, seats: &[Seat], job: ProcessingJob) {
     let started = std::time::Instant::now();
     match process(ctx, seats, &job).await {
         Ok(message) => {
+            ctx.metrics.inc_processed();
             info!(elapsed_ms = started.elapsed().as_millis() as u64, summary = %message, "File catalogued.");
         }
         Err(Failure::LeaseLost) => warn!("Lease lost: another worker took this file over."),
         Err(Failure::Retry { message }) => {
+            ctx.metrics.inc_processing_error("RETRY");
             let delay = ctx
                 .config
                 .retry_base
@@ -141,6 +145,7 @@ async fn process_one(ctx: &ProcessContext, seats: &[Seat], job: ProcessingJob) {
             }
         }
         Err(Failure::Reject { code, message }) => {
+            ctx.metrics.inc_processing_error(code);
             let source = Path::new(&job.server_dir).join(&job.server_name);
             let trash = ctx.repo_root.join("trash").join(commit::safe_component(&job.host_uid));
             let moved = move_to_trash(&source, &trash).await;

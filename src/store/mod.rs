@@ -17,6 +17,7 @@ pub mod migrate;
 pub mod ops;
 pub mod publish;
 pub mod refdata;
+pub mod stats;
 
 use std::time::Duration;
 

@@ -3,8 +3,10 @@
 mod backup;
 mod cli;
 mod crfs;
+mod demo;
 mod deploy;
 mod gateway;
+mod http;
 mod ops;
 mod process;
 mod publish;

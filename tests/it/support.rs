@@ -42,6 +42,9 @@ pub struct MariaDb {
 impl MariaDb {
     /// Installs a datadir and starts the server; panics with the server log if it fails.
     pub fn start() -> MariaDb {
+        // Concurrent mariadb-install-db runs can trip over each other: one at a time.
+        static INSTALL: std::sync::Mutex<()> = std::sync::Mutex::new(());
+        let _one_at_a_time = INSTALL.lock().unwrap_or_else(|e| e.into_inner());
         let dir = tempfile::Builder::new().prefix("acat-db-").tempdir_in("/tmp").unwrap().keep();
         let data = dir.join("data");
         let out = Command::new("mariadb-install-db")
@@ -277,6 +280,7 @@ impl TestDaemon {
             .env("PATH", std::env::var("PATH").unwrap_or_default())
             .env("APPCATALOGA_CONFIG", empty_config(dir.path()))
             .env("APPCATALOGA_GATEWAY__LISTEN", "127.0.0.1:0")
+            .env("APPCATALOGA_HTTP__LISTEN", "127.0.0.1:0")
             .env(
                 "APPCATALOGA_SECRETS__KEY_FILE",
                 opts.key_file.clone().unwrap_or_else(|| dir.path().join("station.key")),
