@@ -40,10 +40,10 @@ pub struct SftpBenchArgs {
     #[arg(long, default_value_t = 256)]
     pub read_chunk_kib: u32,
     /// Our outstanding SFTP reads.
-    #[arg(long, default_value_t = 16)]
+    #[arg(long, default_value_t = 32)]
     pub inflight: usize,
     /// Our SSH channel window, in MiB.
-    #[arg(long, default_value_t = 4)]
+    #[arg(long, default_value_t = 16)]
     pub window_mib: u32,
     /// Also run OpenSSH with this cipher (e.g. aes256-gcm@openssh.com), besides its default.
     #[arg(long)]

@@ -194,7 +194,7 @@ pub struct DemoReport {
     pub parquet: PathBuf,
     /// Its size, bytes.
     pub parquet_bytes: u64,
-    /// A few rows read back.
+    /// Every catalogue row read back (the summary prints a few).
     pub rows: Vec<CatalogSample>,
     /// Whether reference data was loaded (sites then have a state and county).
     pub refdata_loaded: bool,
@@ -202,27 +202,30 @@ pub struct DemoReport {
     pub shutdown: Duration,
 }
 
-/// Runs the demo and prints its progress and summary.
+/// Runs the demo and prints its progress and summary (`appcataloga demo`). Ctrl-C stops it
+/// cleanly: the daemon is stopped and the stations are torn down.
 ///
 /// # Errors
 /// Any failed step, with what failed and where to look (the daemon log), or a timeout.
 pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
-    execute(args).await.map(|_| ())
+    tokio::select! {
+        r = execute(args) => r.map(|_| ()),
+        r = tokio::signal::ctrl_c() => {
+            r.context("waiting for Ctrl-C")?;
+            // Dropping `execute` stopped the daemon and the stations.
+            bail!("interrupted")
+        }
+    }
 }
 
-/// Runs the demo, printing as it goes, and returns the figures (for tests).
+/// Runs the demo, printing as it goes, and returns the figures (tests call this directly; it
+/// installs no signal handler).
 ///
 /// # Errors
 /// As [`run`].
 pub async fn execute(args: DemoArgs) -> anyhow::Result<DemoReport> {
     let mut demo = Demo::prepare(&args)?;
-    let result = tokio::select! {
-        r = demo.run(&args) => r,
-        r = tokio::signal::ctrl_c() => {
-            r.context("waiting for Ctrl-C")?;
-            Err(anyhow::anyhow!("interrupted"))
-        }
-    };
+    let result = demo.run(&args).await;
     if result.is_err() {
         demo.print_log_tail();
     }
@@ -240,8 +243,10 @@ struct Demo {
     notify: PathBuf,
     pid_file: PathBuf,
     bin: PathBuf,
+    /// Declared before `stations`: dropped first (a daemon outliving its stations would log
+    /// failures that are not the cause of anything).
     daemon: Option<DaemonProcess>,
-    stations: Vec<Station>,
+    stations: Vec<StationFiles>,
 }
 
 /// What we generated on one station.
@@ -303,6 +308,7 @@ impl Demo {
             "{} is missing: install openssh-server (scripts/install-deps.sh does)",
             crate::station::SSHD
         );
+        check_station_base(&crate::station::default_base_dir())?;
         std::fs::create_dir_all(&args.work)
             .with_context(|| format!("creating the work directory {}", args.work.display()))?;
         let work = std::fs::canonicalize(&args.work)
@@ -325,19 +331,16 @@ impl Demo {
             stations: Vec::new(),
         };
         demo.stop_stale_daemon();
-        for dir in [&demo.repo] {
-            match std::fs::remove_dir_all(dir) {
-                Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
-                    return Err(e).with_context(|| format!("removing {} of an earlier run", dir.display()));
-                }
-                _ => {}
+        match std::fs::remove_dir_all(&demo.repo) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                return Err(e).with_context(|| format!("removing {} of an earlier run", demo.repo.display()));
             }
+            _ => {}
         }
         for file in [&demo.config, &demo.key, &demo.log, &demo.notify, &demo.pid_file] {
             match std::fs::remove_file(file) {
                 Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
-                    return Err(e)
-                        .with_context(|| format!("removing {} of an earlier run", file.display()));
+                    return Err(e).with_context(|| format!("removing {} of an earlier run", file.display()));
                 }
                 _ => {}
             }
@@ -383,10 +386,11 @@ impl Demo {
 
         // 1. Stations and their files.
         let t = Instant::now();
-        let stations = start_stations(args).await?;
+        self.stations = start_stations(args).await?;
+        let stations = &self.stations;
         let (files, bytes, spectra): (usize, u64, u64) =
             stations.iter().fold((0, 0, 0), |(f, b, s), st| (f + st.files, b + st.bytes, s + st.spectra));
-        for st in &stations {
+        for st in stations {
             println!(
                 "  station {:<12} {} ({:<14}) sshd 127.0.0.1:{:<5} user {:<9} {} files, {:.1} MB, {} spectra",
                 st.host_uid,
@@ -422,7 +426,8 @@ impl Demo {
         let refdata = self.load_refdata(args).await?;
         let key_id = StationKey::generate_file(&self.key)
             .with_context(|| format!("writing the station-password key {}", self.key.display()))?;
-        let addr = self.start_daemon(&args.db_url).await?;
+        let (daemon, addr) = self.start_daemon(&args.db_url).await?;
+        self.daemon = Some(daemon);
         println!(
             "2. daemon started: gateway {addr}, schemas {}/{}, key {key_id}, repository {}, log {}",
             db.bpdata_schema,
@@ -434,11 +439,16 @@ impl Demo {
         // 3. Zabbix asks for each station's backup.
         println!("3. Zabbix polls every station (legacy request: 7 tokens, no terminator, one recv(1024)):");
         let t0 = Instant::now();
-        for st in &stations {
+        for st in stations {
             let request = legacy_request("backup", st);
             let reply = legacy_query(addr, &request).await?;
             let v = reply_json(&reply)?;
-            println!("  {} → {} bytes: {}", redact(&request, st.station.password()), reply.len(), key_fields(&v));
+            println!(
+                "  {} → {} bytes: {}",
+                redact(&request, st.station.password()),
+                reply.len(),
+                key_fields(&v)
+            );
             ensure!(
                 v.get("status").and_then(Value::as_i64) == Some(1),
                 "the gateway refused the backup request of {}: {}",
@@ -448,24 +458,109 @@ impl Demo {
         }
 
         // 4. Wait for backup and processing, polling like Zabbix.
-        let expected = args.files_per_station as i64;
+        let deadline = t0 + args.timeout;
+        let (backup, processing_done, progress) =
+            self.wait_for_catalogue(addr, stations, args, t0, files).await?;
+        for (p, st) in progress.iter().zip(stations) {
+            println!(
+                "  {} → {}",
+                redact(&legacy_request("status", st), st.station.password()),
+                key_fields(&p.reply)
+            );
+        }
+        println!(
+            "4. backup done in {:.1} s ({:.1} MB/s), processing done in {:.1} s",
+            backup.as_secs_f64(),
+            bytes as f64 / 1e6 / backup.as_secs_f64().max(1e-3),
+            processing_done.as_secs_f64()
+        );
+
+        // 5. Publication: wait for the Parquet file to hold every spectrum.
+        let parquet = self.repo.join(METADATA_DIR).join(CATALOG_FILE);
+        let published = self.wait_for_parquet(&parquet, spectra, t0, deadline, args.timeout).await?;
+        let parquet_bytes = std::fs::metadata(&parquet).map(|m| m.len()).unwrap_or(0);
+        let path = parquet.clone();
+        let (sites, rows) = tokio::task::spawn_blocking(move || read_catalog(&path))
+            .await
+            .context("reading the Parquet file")??;
+        println!("5. published in {:.1} s; read back {} rows", published.as_secs_f64(), spectra);
+
+        // 6. Clean shutdown.
+        let cities: Vec<(String, &'static str)> =
+            stations.iter().map(|s| (s.receiver.clone(), s.city)).collect();
+        let shutdown = self.stop_daemon().await?;
+        println!("6. daemon stopped cleanly (SIGTERM → exit 0 in {:.1} s)", shutdown.as_secs_f64());
+        stop_stations(std::mem::take(&mut self.stations)).await;
+
+        let report = DemoReport {
+            stations: args.stations,
+            files,
+            bytes,
+            backup,
+            processing: processing_done,
+            published,
+            sites,
+            spectra,
+            parquet,
+            parquet_bytes,
+            rows,
+            refdata_loaded: refdata,
+            shutdown,
+        };
+        print_summary(&report, &cities, args.show_rows, started.elapsed());
+        Ok(report)
+    }
+
+    /// Polls every station with the legacy `status` request until all files are backed up and
+    /// catalogued; returns (backup done, processing done) since `t0`, and the last replies.
+    async fn wait_for_catalogue(
+        &self,
+        addr: SocketAddr,
+        stations: &[StationFiles],
+        args: &DemoArgs,
+        t0: Instant,
+        files: usize,
+    ) -> anyhow::Result<(Duration, Duration, Vec<HostProgress>)> {
+        let expected = i64::try_from(args.files_per_station).unwrap_or(i64::MAX);
         let deadline = t0 + args.timeout;
         let mut progress: Vec<HostProgress> = vec![HostProgress::default(); stations.len()];
         let mut backup_done: Option<Duration> = None;
         let mut shown = (-1, -1);
-        let processing_done = loop {
+        let mut failed_rounds = 0;
+        loop {
             let mut set = tokio::task::JoinSet::new();
             for (i, st) in stations.iter().enumerate() {
                 let request = legacy_request("status", st);
                 set.spawn(async move { (i, legacy_query(addr, &request).await) });
             }
+            let mut last_error = None;
             while let Some(joined) = set.join_next().await {
                 let (i, reply) = joined.context("polling task")?;
-                if let Ok(v) = reply.and_then(|r| reply_json(&r)) {
-                    progress[i].reply = v;
+                match (progress.get_mut(i), reply.and_then(|r| reply_json(&r))) {
+                    (Some(p), Ok(v)) => p.reply = v,
+                    (_, Err(e)) => last_error = Some(e),
+                    (None, Ok(_)) => {}
                 }
             }
-            for (p, st) in progress.iter().zip(&stations) {
+            failed_rounds = if last_error.is_some() { failed_rounds + 1 } else { 0 };
+            if let Some(e) = last_error
+                && failed_rounds >= 30
+            {
+                return Err(e.context(format!(
+                    "the gateway has not answered for 3 s; see the daemon log {}",
+                    self.log.display()
+                )));
+            }
+            for (p, st) in progress.iter().zip(stations) {
+                if p.field("host_check_error") >= 3 {
+                    bail!(
+                        "the backup of station {} failed {} times in a row: {}; see the daemon log {}",
+                        st.host_uid,
+                        p.field("host_check_error"),
+                        p.reply.get("message").and_then(Value::as_str).unwrap_or("no message"),
+                        self.log.display()
+                    );
+                }
                 if p.field("backup_error") > 0 || p.field("processing_error") > 0 {
                     bail!(
                         "station {} reports failed files: {}; see the daemon log {}",
@@ -488,12 +583,13 @@ impl Demo {
                 backup_done = Some(t0.elapsed());
             }
             if progress.iter().all(|p| p.processed(expected)) {
-                break t0.elapsed();
+                let done = t0.elapsed();
+                return Ok((backup_done.unwrap_or(done), done, progress));
             }
             if Instant::now() > deadline {
                 let detail: Vec<String> = progress
                     .iter()
-                    .zip(&stations)
+                    .zip(stations)
                     .map(|(p, st)| format!("{}: {}", st.host_uid, key_fields(&p.reply)))
                     .collect();
                 bail!(
@@ -504,23 +600,22 @@ impl Demo {
                 );
             }
             tokio::time::sleep(Duration::from_millis(100)).await;
-        };
-        let backup = backup_done.unwrap_or(processing_done);
-        for (p, st) in progress.iter().zip(&stations) {
-            println!("  {} → {}", redact(&legacy_request("status", st), st.station.password()), key_fields(&p.reply));
         }
-        println!(
-            "4. backup done in {:.1} s ({:.1} MB/s), processing done in {:.1} s",
-            backup.as_secs_f64(),
-            bytes as f64 / 1e6 / backup.as_secs_f64().max(1e-3),
-            processing_done.as_secs_f64()
-        );
+    }
 
-        // 5. Publication: wait for the Parquet file to hold every spectrum.
-        let parquet = self.repo.join(METADATA_DIR).join(CATALOG_FILE);
+    /// Waits until the published catalogue's footer row count is `spectra`; returns when, since
+    /// `t0`.
+    async fn wait_for_parquet(
+        &self,
+        parquet: &Path,
+        spectra: u64,
+        t0: Instant,
+        deadline: Instant,
+        timeout: Duration,
+    ) -> anyhow::Result<Duration> {
         let mut last_rows = None;
-        let published = loop {
-            let rows = parquet_row_count(&parquet).await;
+        loop {
+            let rows = parquet_row_count(parquet).await;
             if rows != last_rows {
                 if let Some(r) = rows {
                     println!("  [{:5.1} s] {} has {r} rows", t0.elapsed().as_secs_f64(), parquet.display());
@@ -528,54 +623,18 @@ impl Demo {
                 last_rows = rows;
             }
             if rows == Some(spectra) {
-                break t0.elapsed();
+                return Ok(t0.elapsed());
             }
             if Instant::now() > deadline {
                 bail!(
-                    "timed out after {:?} waiting for {} to hold {spectra} rows (it has {}); see the daemon log {}",
-                    args.timeout,
+                    "timed out after {timeout:?} waiting for {} to hold {spectra} rows (it has {}); see the daemon log {}",
                     parquet.display(),
                     rows.map_or("no file".to_string(), |r| format!("{r} rows")),
                     self.log.display()
                 );
             }
             tokio::time::sleep(Duration::from_millis(200)).await;
-        };
-        let parquet_bytes = std::fs::metadata(&parquet).map(|m| m.len()).unwrap_or(0);
-        let path = parquet.clone();
-        let (sites, rows) = tokio::task::spawn_blocking(move || read_catalog(&path))
-            .await
-            .context("reading the Parquet file")??;
-        println!("5. published in {:.1} s; read back {} rows", published.as_secs_f64(), spectra);
-
-        // 6. Clean shutdown.
-        let shutdown = self.stop_daemon().await?;
-        println!("6. daemon stopped cleanly (SIGTERM → exit 0 in {:.1} s)", shutdown.as_secs_f64());
-        let mut owned: Vec<Station> = Vec::new();
-        let cities: Vec<(String, &'static str)> =
-            stations.iter().map(|s| (s.receiver.clone(), s.city)).collect();
-        for s in stations {
-            owned.push(s.station);
         }
-        stop_stations(owned).await;
-
-        let report = DemoReport {
-            stations: args.stations,
-            files,
-            bytes,
-            backup,
-            processing: processing_done,
-            published,
-            sites,
-            spectra,
-            parquet,
-            parquet_bytes,
-            rows,
-            refdata_loaded: refdata,
-            shutdown,
-        };
-        print_summary(&report, &cities, args.show_rows, started.elapsed());
-        Ok(report)
     }
 
     fn write_config(&self, db: &DatabaseConfig) -> anyhow::Result<()> {
@@ -658,8 +717,9 @@ impl Demo {
         Ok(true)
     }
 
-    /// Starts `appcataloga run` and waits for `READY=1`; returns the gateway address.
-    async fn start_daemon(&mut self, db_url: &str) -> anyhow::Result<SocketAddr> {
+    /// Starts `appcataloga run` and waits for `READY=1`; returns the process and the gateway
+    /// address (a daemon that fails to start is stopped when the process value is dropped).
+    async fn start_daemon(&self, db_url: &str) -> anyhow::Result<(DaemonProcess, SocketAddr)> {
         let socket = tokio::net::UnixDatagram::bind(&self.notify)
             .with_context(|| format!("binding the notification socket {}", self.notify.display()))?;
         let log = std::fs::File::create(&self.log)
@@ -671,14 +731,12 @@ impl Demo {
         // Record the pid first, so the next run can stop this daemon if we are killed.
         let _ = std::fs::write(&self.pid_file, pid.to_string());
         let guard = spawn_guard(pid);
-        self.daemon = Some(DaemonProcess { child: Some(child), guard, pid });
+        let mut daemon = DaemonProcess { child: Some(child), guard, pid };
 
         let deadline = Instant::now() + Duration::from_secs(60);
         let mut buf = vec![0u8; 4096];
         loop {
-            if let Some(d) = self.daemon.as_mut()
-                && let Some(status) = d.try_wait()
-            {
+            if let Some(status) = daemon.try_wait() {
                 bail!("the daemon exited during start-up ({status}); see its log {}", self.log.display());
             }
             ensure!(
@@ -697,7 +755,8 @@ impl Demo {
                     .lines()
                     .find_map(|l| l.strip_prefix("STATUS=listening on "))
                     .with_context(|| format!("READY=1 without the gateway address: {msg:?}"))?;
-                return addr.parse().with_context(|| format!("gateway address {addr:?}"));
+                let addr = addr.parse().with_context(|| format!("gateway address {addr:?}"))?;
+                return Ok((daemon, addr));
             }
         }
     }
@@ -741,7 +800,8 @@ impl Demo {
         }
     }
 
-    /// Kills whatever is still running (error paths); the success path has already stopped it.
+    /// Stops the daemon if still running, then the stations (error paths; the success path has
+    /// already done both).
     async fn cleanup(&mut self) {
         if let Some(mut d) = self.daemon.take() {
             d.kill();
@@ -764,11 +824,22 @@ impl DaemonProcess {
         self.child.as_mut().and_then(|c| c.try_wait().ok().flatten())
     }
 
-    /// SIGKILL of the daemon (if still running) and of the guard.
+    /// Stops the daemon if it still runs (SIGTERM, then SIGKILL after 10 s), and the guard.
     fn kill(&mut self) {
-        for mut c in [self.child.take(), self.guard.take()].into_iter().flatten() {
+        if let Some(mut c) = self.child.take() {
+            if matches!(c.try_wait(), Ok(None)) {
+                signal(self.pid, "TERM");
+                let t = Instant::now();
+                while matches!(c.try_wait(), Ok(None)) && t.elapsed() < Duration::from_secs(10) {
+                    std::thread::sleep(Duration::from_millis(20));
+                }
+            }
             let _ = c.kill();
             let _ = c.wait();
+        }
+        if let Some(mut g) = self.guard.take() {
+            let _ = g.kill();
+            let _ = g.wait();
         }
     }
 }
@@ -804,6 +875,26 @@ fn signal(pid: u32, sig: &str) {
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .status();
+}
+
+/// sshd refuses a chroot below a folder that is group/world-writable or not owned by root (e.g.
+/// a checkout under `/tmp`): say so now rather than time out on "connection lost" later.
+fn check_station_base(base: &Path) -> anyhow::Result<()> {
+    use std::os::unix::fs::MetadataExt;
+    let absolute = std::path::absolute(base).unwrap_or_else(|_| base.to_path_buf());
+    for dir in absolute.ancestors() {
+        let Ok(meta) = std::fs::metadata(dir) else { continue };
+        ensure!(
+            meta.uid() == 0 && meta.mode() & 0o022 == 0,
+            "simulated stations live under {} but {} is {} (sshd refuses such a chroot); \
+             set APPCATALOGA_STATION_DIR to a folder whose every ancestor is root-owned and not \
+             group/world-writable (e.g. /var/lib/appcataloga-demo/stations)",
+            absolute.display(),
+            dir.display(),
+            if meta.uid() != 0 { "not owned by root" } else { "group/world-writable" }
+        );
+    }
+    Ok(())
 }
 
 fn effective_uid() -> Option<u32> {
@@ -862,7 +953,7 @@ async fn start_stations(args: &DemoArgs) -> anyhow::Result<Vec<StationFiles>> {
         }
     }
     if let Some(e) = first_error {
-        stop_stations(out.into_iter().map(|s| s.station).collect()).await;
+        stop_stations(out).await;
         return Err(e);
     }
     out.sort_by_key(|s| s.host_id);
@@ -937,7 +1028,7 @@ fn place(spec: &mut FileSpec, start: NaiveDateTime, lat: f64, lon: f64, alt_m: f
         .collect();
 }
 
-async fn stop_stations(stations: Vec<Station>) {
+async fn stop_stations(stations: Vec<StationFiles>) {
     if stations.is_empty() {
         return;
     }
@@ -984,10 +1075,11 @@ fn reply_json(reply: &str) -> anyhow::Result<Value> {
 }
 
 fn key_fields(v: &Value) -> String {
-    const KEYS: [&str; 9] = [
+    const KEYS: [&str; 10] = [
         "status",
         "host_files",
         "pending_host_task",
+        "host_check_error",
         "pending_backup",
         "backup_error",
         "pending_processing",
@@ -995,10 +1087,7 @@ fn key_fields(v: &Value) -> String {
         "last_host_check",
         "message",
     ];
-    KEYS.iter()
-        .filter_map(|k| v.get(*k).map(|x| format!("{k}={x}")))
-        .collect::<Vec<_>>()
-        .join(" ")
+    KEYS.iter().filter_map(|k| v.get(*k).map(|x| format!("{k}={x}"))).collect::<Vec<_>>().join(" ")
 }
 
 /// Footer row count of the published file (`None` while it does not exist or is unreadable).
@@ -1022,7 +1111,9 @@ fn read_catalog(path: &Path) -> anyhow::Result<(Vec<SiteSummary>, Vec<CatalogSam
     let reader = ParquetRecordBatchReaderBuilder::try_new(file)
         .and_then(|b| b.build())
         .with_context(|| format!("reading {}", path.display()))?;
-    let mut all: Vec<(Option<i32>, Option<f64>, Option<f64>, CatalogSample)> = Vec::new();
+    // (site, latitude, longitude, row)
+    type Row = (Option<i32>, Option<f64>, Option<f64>, CatalogSample);
+    let mut all: Vec<Row> = Vec::new();
     for batch in reader {
         let batch = batch.with_context(|| format!("reading {}", path.display()))?;
         let cols = Columns::of(&batch)?;
@@ -1143,7 +1234,12 @@ fn print_summary(r: &DemoReport, cities: &[(String, &str)], show: usize, total: 
         println!("  (no reference data was loaded: sites have no state or county)");
     }
     println!("spectra      {}", r.spectra);
-    println!("parquet      {} ({} rows, {:.1} KiB)", r.parquet.display(), r.spectra, r.parquet_bytes as f64 / 1024.0);
+    println!(
+        "parquet      {} ({} rows, {:.1} KiB)",
+        r.parquet.display(),
+        r.spectra,
+        r.parquet_bytes as f64 / 1024.0
+    );
     let n = r.rows.len();
     let picks: Vec<&CatalogSample> = if n <= show {
         r.rows.iter().collect()
@@ -1152,10 +1248,11 @@ fn print_summary(r: &DemoReport, cities: &[(String, &str)], show: usize, total: 
     };
     if !picks.is_empty() {
         println!("rows read back ({} of {n}):", picks.len());
-        println!(
-            "  {:<12} {:<2} {:<7} {:<16} {:<36} {:>9} {:>9} {:>6}  {}",
-            "receiver", "UF", "county", "", "description", "start MHz", "stop MHz", "traces", "time_start"
+        let header = format!(
+            "  {:<12} {:<2} {:<24} {:<36} {:>9} {:>9} {:>6}  {}",
+            "receiver", "UF", "county", "description", "start MHz", "stop MHz", "traces", "time start"
         );
+        println!("{header}");
         for s in picks {
             println!(
                 "  {:<12} {:<2} {:<7} {:<16} {:<36} {:>9.3} {:>9.3} {:>6}  {}",
@@ -1171,5 +1268,8 @@ fn print_summary(r: &DemoReport, cities: &[(String, &str)], show: usize, total: 
             );
         }
     }
-    println!("shutdown     daemon exited 0 {:.1} s after SIGTERM; stations stopped", r.shutdown.as_secs_f64());
+    println!(
+        "shutdown     daemon exited 0 {:.1} s after SIGTERM; stations stopped",
+        r.shutdown.as_secs_f64()
+    );
 }

@@ -51,9 +51,11 @@ pub struct SshOptions {
     pub keepalive_max: usize,
     /// Bytes asked per SFTP read (clamped to the server's `limits@openssh.com`).
     pub read_chunk: u32,
-    /// SFTP read requests kept outstanding during a download.
+    /// SFTP read requests kept outstanding during a download (`read_chunk × this` bytes in
+    /// flight cap the throughput at `in-flight / RTT`).
     pub max_inflight_reads: usize,
-    /// SSH channel window we advertise (caps download throughput at `window / RTT`).
+    /// SSH channel window we advertise. russh tops it up only when it falls below half, so it
+    /// must be about twice the bytes in flight or it becomes the cap (`window / 2 / RTT`).
     pub window_size: u32,
 }
 
@@ -65,8 +67,8 @@ impl Default for SshOptions {
             keepalive_interval: Duration::from_secs(15),
             keepalive_max: 3,
             read_chunk: 256 * 1024,
-            max_inflight_reads: 16,
-            window_size: 4 * 1024 * 1024,
+            max_inflight_reads: 32,
+            window_size: 16 * 1024 * 1024,
         }
     }
 }
@@ -381,6 +383,9 @@ async fn connect_inner(params: &ConnectParams, opts: &SshOptions, target: &str) 
         keepalive_interval: Some(opts.keepalive_interval),
         keepalive_max: opts.keepalive_max,
         nodelay: true,
+        // Fewer, larger SSH packets: less per-packet work in russh (OpenSSH accepts up to 256 KiB
+        // and sends at most what we allow).
+        maximum_packet_size: 65535,
         preferred: russh::Preferred { cipher: Cow::Owned(ciphers), ..russh::Preferred::DEFAULT },
         ..Default::default()
     };

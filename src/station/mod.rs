@@ -869,7 +869,14 @@ impl Drop for Station {
             let _ = g.kill();
             let _ = g.wait();
         }
-        let _ = fs::remove_dir_all(&self.dir);
+        // A session process forked just before the kill may still re-open its log: retry.
+        for _ in 0..20 {
+            let _ = fs::remove_dir_all(&self.dir);
+            std::thread::sleep(Duration::from_millis(25));
+            if !self.dir.exists() {
+                break;
+            }
+        }
         if let Some(i) = self.user.name.strip_prefix(USER_PREFIX).and_then(|n| n.parse().ok()) {
             release_slot(i);
         }
