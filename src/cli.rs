@@ -94,6 +94,8 @@ pub enum Commands {
         #[arg(long)]
         levels: bool,
     },
+    /// The whole pipeline on three simulated stations, end to end (see scripts/demo.sh).
+    Demo(crate::demo::DemoArgs),
     /// Benchmarks (print figures; not tests).
     Bench {
         /// Which benchmark.
@@ -215,6 +217,8 @@ pub enum BenchCommand {
     Pipeline(crate::bench_pipeline::PipelineBenchArgs),
     /// Parquet publication of a large synthetic catalogue.
     Publish(crate::bench_publish::PublishBenchArgs),
+    /// SFTP download of a large file: ours vs OpenSSH sftp/scp, loopback and 50 ms round trip.
+    Sftp(crate::bench_sftp::SftpBenchArgs),
 }
 
 /// Entry point used by `main.rs`.
@@ -311,6 +315,10 @@ fn dispatch(cli: Cli) -> anyhow::Result<()> {
             runtime()?.block_on(crate::bench_pipeline::run(args.clone()))
         }
         Commands::Inspect { files, json, levels } => inspect(files, *json, *levels),
+        Commands::Bench { which: BenchCommand::Sftp(args) } => {
+            runtime()?.block_on(crate::bench_sftp::run(args.clone()))
+        }
+        Commands::Demo(args) => runtime()?.block_on(crate::demo::run(args.clone())),
         Commands::Bench { which: BenchCommand::Publish(args) } => {
             runtime()?.block_on(crate::bench_publish::run(args.clone()))
         }
