@@ -186,6 +186,11 @@ pub struct ProcessingConfig {
     /// First retry delay after a passing failure (doubles each time).
     #[serde(with = "duration_str")]
     pub retry_base: Duration,
+    /// Optional Nominatim server (`http://host:port`) asked for the district name of a new site.
+    pub nominatim_url: Option<String>,
+    /// Deadline of one geocoder request; on any failure the site just has no district.
+    #[serde(with = "duration_str")]
+    pub geocoder_timeout: Duration,
 }
 
 impl Default for ProcessingConfig {
@@ -199,6 +204,8 @@ impl Default for ProcessingConfig {
             max_site_samples: 1000,
             repository_volume: "repoSFI".into(),
             retry_base: Duration::from_secs(30),
+            nominatim_url: None,
+            geocoder_timeout: Duration::from_secs(3),
         }
     }
 }
@@ -552,6 +559,14 @@ impl Config {
         }
         if !(self.processing.site_tolerance_deg > 0.0 && self.processing.site_tolerance_deg < 1.0) {
             return Err(invalid("processing.site_tolerance_deg", "must be between 0 and 1 degree".into()));
+        }
+        if let Some(url) = &self.processing.nominatim_url
+            && !url.starts_with("http://")
+        {
+            return Err(invalid(
+                "processing.nominatim_url",
+                format!("{url:?}: only http:// URLs are supported"),
+            ));
         }
         if self.processing.lease < Duration::from_secs(10) {
             return Err(invalid("processing.lease", "must be at least 10s".into()));

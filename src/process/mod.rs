@@ -12,6 +12,7 @@
 //! and leaves no catalogue row. A file without any valid GPS fix is catalogued without a site
 //! and filed under `<repo>/<YYYY>/no-gps/<host_uid>/`.
 
+pub mod geocode;
 pub mod site;
 
 use std::path::{Path, PathBuf};
@@ -235,7 +236,19 @@ async fn process(ctx: &ProcessContext, seats: &[Seat], job: &ProcessingJob) -> R
     .await
     .map_err(|e| Failure::Retry { message: format!("parser task: {e}") })??;
     let (meta, sha, size) = parsed;
-    let entry = build_entry(ctx, seats, job, &meta, &sha, size);
+    let mut entry = build_entry(ctx, seats, job, &meta, &sha, size);
+    // The optional geocoder is asked only for a new place, outside any transaction.
+    if let (Some(url), Some(gps)) = (&ctx.config.nominatim_url, entry.gps)
+        && !ctx.store.site_near(gps.latitude, gps.longitude, entry.tolerance).await.unwrap_or(true)
+    {
+        match geocode::district(url, gps.latitude, gps.longitude, ctx.config.geocoder_timeout).await {
+            Ok(d) => {
+                debug!(district = ?d, "Geocoder answered.");
+                entry.district = d;
+            }
+            Err(error) => warn!(%error, "No district from the geocoder; the site is created without one."),
+        }
+    }
     let year = file_year(&meta, job);
     let repo_root = ctx.repo_root.clone();
     let host_uid = job.host_uid.clone();
@@ -430,5 +443,6 @@ fn build_entry(
         repo_volume: ctx.config.repository_volume.clone(),
         tolerance: ctx.config.site_tolerance_deg,
         max_site_samples: ctx.config.max_site_samples,
+        district: None,
     }
 }

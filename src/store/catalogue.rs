@@ -125,6 +125,8 @@ pub struct CatalogueEntry {
     pub tolerance: f64,
     /// Stop refining a site after this many samples.
     pub max_site_samples: u64,
+    /// District name for a new site (from the optional geocoder).
+    pub district: Option<String>,
 }
 
 /// The site a file was attached to.
@@ -240,6 +242,28 @@ impl Store {
             return Err(lease_lost());
         }
         Ok(())
+    }
+
+    /// `true` when a site lies within `tolerance` degrees (both axes) of the position.
+    ///
+    /// # Errors
+    /// [`StoreError`] on database failure.
+    pub async fn site_near(&self, latitude: f64, longitude: f64, tolerance: f64) -> Result<bool, StoreError> {
+        let envelope = format!(
+            "POLYGON(({a} {b}, {c} {b}, {c} {d}, {a} {d}, {a} {b}))",
+            a = longitude - tolerance,
+            b = latitude - tolerance,
+            c = longitude + tolerance,
+            d = latitude + tolerance
+        );
+        let n: i64 = sqlx::query_scalar(self.sql(
+            "SELECT COUNT(*) FROM {RFDATA}.DIM_SPECTRUM_SITE WHERE MBRIntersects(GEO_POINT, ST_GeomFromText(?))",
+        ))
+        .bind(envelope)
+        .fetch_one(self.pool())
+        .await
+        .map_err(|e| StoreError::query("looking for a nearby site", e))?;
+        Ok(n > 0)
     }
 
     /// Municipal seats with coordinates (from `refdata load`).
@@ -419,12 +443,34 @@ impl Store {
         } else {
             let (state, county) =
                 entry.seat.as_ref().map(|s| (Some(s.state), Some(s.county))).unwrap_or((None, None));
+            let district = match (county, entry.district.as_deref()) {
+                (Some(c), Some(name)) => {
+                    sqlx::query(self.sql(
+                        "INSERT IGNORE INTO {RFDATA}.DIM_SITE_DISTRICT (FK_COUNTY, NA_DISTRICT) VALUES (?, ?)",
+                    ))
+                    .bind(c)
+                    .bind(name)
+                    .execute(&mut *conn)
+                    .await
+                    .map_err(q)?;
+                    sqlx::query_scalar::<_, i32>(self.sql(
+                        "SELECT ID_DISTRICT FROM {RFDATA}.DIM_SITE_DISTRICT WHERE FK_COUNTY = ? AND NA_DISTRICT = ?",
+                    ))
+                    .bind(c)
+                    .bind(name)
+                    .fetch_optional(&mut *conn)
+                    .await
+                    .map_err(q)?
+                }
+                _ => None,
+            };
             let res = sqlx::query(self.sql(
-                "INSERT INTO {RFDATA}.DIM_SPECTRUM_SITE (FK_STATE, FK_COUNTY, FK_TYPE, GEO_POINT, NU_ALTITUDE, NU_GNSS_MEASUREMENTS)
-                 VALUES (?, ?, 1, ST_GeomFromText(?), ?, ?)",
+                "INSERT INTO {RFDATA}.DIM_SPECTRUM_SITE (FK_STATE, FK_COUNTY, FK_DISTRICT, FK_TYPE, GEO_POINT, NU_ALTITUDE, NU_GNSS_MEASUREMENTS)
+                 VALUES (?, ?, ?, 1, ST_GeomFromText(?), ?, ?)",
             ))
             .bind(state)
             .bind(county)
+            .bind(district)
             .bind(format!("POINT({lon} {lat})"))
             .bind(format!("{:.3}", gps.altitude))
             .bind(i64::try_from(gps.samples).unwrap_or(i64::MAX))

@@ -308,3 +308,91 @@ fn two_daemons_never_process_a_file_twice() {
     );
     assert_eq!(workers, "2", "both daemons worked");
 }
+
+/// A one-route stand-in for a Nominatim server on loopback (the real one is an external web
+/// service that tests here cannot reach).
+fn fake_geocoder(answer: &'static str) -> (u16, thread::JoinHandle<usize>) {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    listener.set_nonblocking(true).unwrap();
+    let handle = thread::spawn(move || {
+        use std::io::{Read, Write};
+        let mut served = 0;
+        let start = Instant::now();
+        while start.elapsed() < Duration::from_secs(20) && served == 0 {
+            match listener.accept() {
+                Ok((mut s, _)) => {
+                    s.set_nonblocking(false).unwrap();
+                    let mut buf = [0u8; 4096];
+                    let n = s.read(&mut buf).unwrap_or(0);
+                    assert!(String::from_utf8_lossy(&buf[..n]).starts_with("GET /reverse?format=jsonv2"));
+                    let body = answer;
+                    let _ = write!(
+                        s,
+                        "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                        body.len()
+                    );
+                    served += 1;
+                }
+                Err(_) => thread::sleep(Duration::from_millis(20)),
+            }
+        }
+        served
+    });
+    (port, handle)
+}
+
+#[test]
+fn an_optional_geocoder_adds_the_district_and_its_absence_fails_nothing() {
+    let Some(db) = prepared_db() else { return };
+    let work = tempfile::tempdir().unwrap();
+    let repo = work.path().join("repo");
+    let (port, geocoder) =
+        fake_geocoder(r#"{"address":{"suburb":"Asa Sul","city":"Brasília","state":"Distrito Federal"}}"#);
+    stage(&db, &repo, 9400, "RFEye002999", "with_district.bin", &brasilia_file(3));
+    let d = TestDaemon::start(
+        &db,
+        DaemonOptions {
+            env: vec![
+                ("APPCATALOGA_PROCESSING__POLL_INTERVAL".into(), "100ms".into()),
+                ("APPCATALOGA_PROCESSING__NOMINATIM_URL".into(), format!("http://127.0.0.1:{port}")),
+            ],
+            processing: true,
+            repo: Some(repo.clone()),
+            ..Default::default()
+        },
+    );
+    wait_for("processing", Duration::from_secs(60), || settled(&db));
+    assert_eq!(geocoder.join().unwrap(), 1, "asked once for the new site");
+    assert_eq!(
+        db.value("SELECT CONCAT(d.NA_DISTRICT, ' ', d.FK_COUNTY) FROM {RF}.DIM_SPECTRUM_SITE s JOIN {RF}.DIM_SITE_DISTRICT d ON d.ID_DISTRICT = s.FK_DISTRICT"),
+        "Asa Sul 5300108",
+        "{}\n{}",
+        db.sql("SELECT * FROM {RF}.DIM_SITE_DISTRICT; SELECT ID_SITE, FK_DISTRICT, FK_COUNTY FROM {RF}.DIM_SPECTRUM_SITE"),
+        d.log_text()
+    );
+    drop(d);
+
+    // A geocoder that is down: the file is still catalogued, its site has no district.
+    let Some(db2) = prepared_db() else { return };
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    stage(&db2, &repo, 9401, "RFEye002999", "without_district.bin", &brasilia_file(4));
+    let _d2 = TestDaemon::start(
+        &db2,
+        DaemonOptions {
+            env: vec![
+                ("APPCATALOGA_PROCESSING__POLL_INTERVAL".into(), "100ms".into()),
+                ("APPCATALOGA_PROCESSING__NOMINATIM_URL".into(), format!("http://127.0.0.1:{closed}")),
+            ],
+            processing: true,
+            repo: Some(repo.clone()),
+            ..Default::default()
+        },
+    );
+    wait_for("processing", Duration::from_secs(60), || settled(&db2));
+    assert_eq!(
+        db2.value("SELECT NU_STATUS FROM {BP}.FILE_TASK WHERE NA_HOST_FILE_NAME = 'without_district.bin'"),
+        "0"
+    );
+    assert_eq!(db2.value("SELECT CONCAT(FK_STATE, ' ', FK_COUNTY, ' ', IFNULL(FK_DISTRICT, 'none')) FROM {RF}.DIM_SPECTRUM_SITE"), "53 5300108 none");
+}
