@@ -75,7 +75,8 @@ pub async fn district(
     let text = String::from_utf8_lossy(&raw);
     let (head, body) =
         text.split_once("\r\n\r\n").ok_or_else(|| GeocodeError::BadAnswer("no HTTP header".into()))?;
-    if !head.starts_with("HTTP/1.") || !head.split_whitespace().nth(1).is_some_and(|c| c == "200") {
+    let ok = head.starts_with("HTTP/1.") && head.split_whitespace().nth(1) == Some("200");
+    if !ok {
         return Err(GeocodeError::BadAnswer(head.lines().next().unwrap_or("").chars().take(80).collect()));
     }
     if head.to_ascii_lowercase().contains("transfer-encoding: chunked") {
