@@ -72,7 +72,7 @@ pub async fn run(args: PipelineBenchArgs) -> anyhow::Result<()> {
         ..DatabaseConfig::default()
     };
     let store = Store::connect_lazy(&db)?;
-    store.drop_schemas_for_bench().await?;
+    store.drop_scratch_schemas().await?;
     store.migrate("bench").await?;
     let key = Arc::new(StationKey::from_bytes(&[42u8; 32]));
 
@@ -190,7 +190,7 @@ pub async fn run(args: PipelineBenchArgs) -> anyhow::Result<()> {
         vm_kib("VmHWM:") as f64 / 1024.0
     );
     drop(stations);
-    store.drop_schemas_for_bench().await?;
+    store.drop_scratch_schemas().await?;
     store.close().await;
     let _ = std::fs::remove_dir_all(&tmp);
     Ok(())

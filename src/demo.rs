@@ -918,16 +918,13 @@ fn default_refdata_dir() -> Option<PathBuf> {
 /// Drops the demo's own schemas (names checked by the caller: `<prefix>_BPDATA`/`_RFDATA`,
 /// never the production `BPDATA`/`RFDATA`), so each run starts from an empty catalogue.
 async fn reset_schemas(store: &Store) -> anyhow::Result<()> {
-    for template in ["DROP DATABASE IF EXISTS {RFDATA}", "DROP DATABASE IF EXISTS {BPDATA}"] {
-        sqlx::query(store.sql(template)).execute(store.pool()).await.with_context(|| {
-            format!(
-                "dropping the demo schemas {} and {} (is the MariaDB server at --db-url running?)",
-                store.bpdata_schema(),
-                store.rfdata_schema()
-            )
-        })?;
-    }
-    Ok(())
+    store.drop_scratch_schemas().await.with_context(|| {
+        format!(
+            "dropping the demo schemas {} and {} (is the MariaDB server at --db-url running?)",
+            store.bpdata_schema(),
+            store.rfdata_schema()
+        )
+    })
 }
 
 /// Starts the stations and generates their files, one thread per station.

@@ -1,21 +1,30 @@
-//! Statements used only by the benchmark commands (schema reset and progress counters).
+//! Statements used only by the benchmark and demo commands (scratch schema reset, progress).
 
 use super::{Store, StoreError, status, task_type};
 
 impl Store {
-    /// Drops the configured schemas (benchmarks use dedicated `bench_*` names).
+    /// Drops the configured schemas — only scratch ones (benchmarks, the demo): the names must
+    /// be `<prefix>_BPDATA` / `<prefix>_RFDATA` with a non-empty prefix, never the production
+    /// `BPDATA`/`RFDATA`.
     ///
     /// # Errors
-    /// [`StoreError`] on database failure, or when the schemas are not `bench_*` ones.
-    pub async fn drop_schemas_for_bench(&self) -> Result<(), StoreError> {
-        if !self.bpdata_schema().starts_with("bench_") || !self.rfdata_schema().starts_with("bench_") {
-            return Err(StoreError::Invalid("refusing to drop schemas not named bench_*".into()));
+    /// [`StoreError`] on database failure, or when the schemas are not scratch ones.
+    pub async fn drop_scratch_schemas(&self) -> Result<(), StoreError> {
+        let scratch = |name: &str, suffix: &str| {
+            name.strip_suffix(suffix).is_some_and(|p| p.len() > 1 && p.ends_with('_'))
+        };
+        if !scratch(self.bpdata_schema(), "BPDATA") || !scratch(self.rfdata_schema(), "RFDATA") {
+            return Err(StoreError::Invalid(format!(
+                "refusing to drop {} and {}: only <prefix>_BPDATA / <prefix>_RFDATA scratch schemas are dropped",
+                self.bpdata_schema(),
+                self.rfdata_schema()
+            )));
         }
         for template in ["DROP DATABASE IF EXISTS {RFDATA}", "DROP DATABASE IF EXISTS {BPDATA}"] {
             sqlx::query(self.sql(template))
                 .execute(self.pool())
                 .await
-                .map_err(|e| StoreError::query("dropping benchmark schemas", e))?;
+                .map_err(|e| StoreError::query("dropping scratch schemas", e))?;
         }
         Ok(())
     }

@@ -281,6 +281,8 @@ impl TestDaemon {
             .env("APPCATALOGA_CONFIG", empty_config(dir.path()))
             .env("APPCATALOGA_GATEWAY__LISTEN", "127.0.0.1:0")
             .env("APPCATALOGA_HTTP__LISTEN", "127.0.0.1:0")
+            // The publisher stage is tested on its own (tests/it/publish.rs).
+            .env("APPCATALOGA_PUBLISH__ENABLED", "false")
             .env(
                 "APPCATALOGA_SECRETS__KEY_FILE",
                 opts.key_file.clone().unwrap_or_else(|| dir.path().join("station.key")),
