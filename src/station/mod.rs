@@ -124,7 +124,21 @@ pub fn default_base_dir() -> PathBuf {
         .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("target"));
     let target =
         if target.is_absolute() { target } else { Path::new(env!("CARGO_MANIFEST_DIR")).join(target) };
-    target.join("stations")
+    let candidate = target.join("stations");
+    if chroot_safe(&candidate) {
+        candidate
+    } else {
+        // sshd refuses a ChrootDirectory with a group/world-writable or non-root ancestor
+        // (a checkout under /tmp or a home folder): fall back to a root-owned system folder.
+        PathBuf::from("/var/lib/appcataloga-stations")
+    }
+}
+
+/// `true` when every existing ancestor of `path` is owned by root and not writable by group or
+/// others, as sshd requires of a `ChrootDirectory`.
+fn chroot_safe(path: &Path) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    path.ancestors().filter_map(|a| fs::metadata(a).ok()).all(|m| m.uid() == 0 && m.mode() & 0o022 == 0)
 }
 
 fn run(cmd: &mut Command) -> Result<String, StationError> {
