@@ -16,6 +16,8 @@ pub fn shutdown_signal() -> std::io::Result<impl std::future::Future<Output = &'
     let mut signals = Signals::new([SIGTERM, SIGINT])?;
     Ok(async move {
         let first = next(&mut signals).await;
+        // Deliberately outside the daemon's TaskTracker: it must outlive the drain it can cut
+        // short, and the tracker's wait() must not wait for it.
         tokio::spawn(async move {
             if let Some(sig) = next(&mut signals).await {
                 tracing::warn!(signal = name(sig), "Second signal while draining: exiting now.");
