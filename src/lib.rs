@@ -1,9 +1,13 @@
 //! appcataloga: the central-server daemon of a radio-spectrum monitoring network.
 //!
 //! Zabbix asks it over TCP to back a station up ([`gateway`]); the request is queued in MariaDB
-//! ([`store`], the only module with SQL); the CRFS `.bin` files are read by a pure parser
-//! ([`crfs`]). [`daemon`] wires the stages together; [`config`], [`telemetry`], [`signal`] and
-//! [`cli`] are the thin outer layer. See ARCHITECTURE.md for the map and the invariants.
+//! ([`store`], the only module with SQL); bounded SSH/SFTP workers copy the station's new files
+//! under its `HALT_FLAG` ([`backup`]); the CRFS `.bin` files are read by a pure parser
+//! ([`crfs`]) and catalogued ([`process`]); the catalogue is published as Parquet
+//! ([`publish`]); [`http`] serves status and metrics. [`daemon`] wires the stages together;
+//! [`config`], [`telemetry`], [`signal`], [`cli`] and [`ops`] are the thin outer layer;
+//! [`station`] simulates stations for tests, benchmarks and the [`demo`]. See ARCHITECTURE.md
+//! for the map and the invariants.
 
 pub mod backup;
 pub mod bench_crfs;
