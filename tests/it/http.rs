@@ -241,25 +241,12 @@ fn seed_schema_and_run(db: &TestDb) {
         let r = get(addr, "/hosts/102").await;
         assert_eq!(r.status, 200, "{}", r.body);
         let h = r.json();
-        for key in [
-            "host",
-            "host_files",
-            "pending_host_task",
-            "last_host_check",
-            "host_check_error",
-            "pending_backup",
-            "last_backup",
-            "backup_error",
-            "pending_processing",
-            "processing_error",
-            "last_processing",
-            "status",
-            "message",
+        for key in LEGACY_KEYS.iter().copied().chain([
             "condition",
             "condition_message",
             "task_status",
             "task_message",
-        ] {
+        ]) {
             assert!(h.get(key).is_some(), "key {key} missing in {h}");
         }
         assert_eq!(h["host"], 102);

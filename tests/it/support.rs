@@ -446,3 +446,31 @@ pub fn keys_in_order(reply: &str) -> Vec<String> {
     de.deserialize_map(V(&mut keys)).unwrap();
     keys
 }
+
+/// Checks the keys `appcataloga inspect --json` promises (issue: at least these).
+pub fn assert_inspect_keys(v: &serde_json::Value) {
+    for key in ["file_version", "hostname", "method", "gps", "spectra", "damage"] {
+        assert!(v.get(key).is_some(), "missing {key}: {v}");
+    }
+    for key in ["latitude", "longitude", "altitude", "valid_fixes"] {
+        assert!(v["gps"].get(key).is_some(), "missing gps.{key}");
+    }
+    for key in ["bad_blocks", "truncated_bytes"] {
+        assert!(v["damage"].get(key).is_some(), "missing damage.{key}");
+    }
+    if let Some(first) = v["spectra"].get(0) {
+        for key in [
+            "thread_id",
+            "description",
+            "start_mhz",
+            "stop_mhz",
+            "unit",
+            "points",
+            "trace_count",
+            "first_sweep",
+            "last_sweep",
+        ] {
+            assert!(first.get(key).is_some(), "missing spectra[].{key}");
+        }
+    }
+}

@@ -56,24 +56,7 @@ fn query_reports_the_daemon_keys_and_masks_the_credentials() {
     let d = TestDaemon::start(&db, DaemonOptions { with_key: true, ..Default::default() });
     let (out, v) = run(&full_args(&d.addr.to_string(), "10367", PASSWORD));
     assert_no_password(&out, PASSWORD);
-    for key in [
-        "host",
-        "host_files",
-        "pending_host_task",
-        "last_host_check",
-        "host_check_error",
-        "pending_backup",
-        "last_backup",
-        "backup_error",
-        "pending_processing",
-        "processing_error",
-        "last_processing",
-        "status",
-        "message",
-        "request",
-        "status_query",
-        "message_query",
-    ] {
+    for key in LEGACY_KEYS.iter().copied().chain(["request", "status_query", "message_query"]) {
         assert!(v.get(key).is_some(), "key {key} missing: {v}");
     }
     assert_eq!(v["status"], 1, "{v}");
