@@ -185,8 +185,9 @@ pub async fn run(args: GatewayBenchArgs) -> anyhow::Result<()> {
     all.sort_unstable();
     let ok = all.len() as u64;
     let errs = errors.load(Ordering::Relaxed);
+    let load = if args.rate > 0 { format!("{} req/s offered", args.rate) } else { "closed loop".into() };
     println!(
-        "gateway benchmark: {} clients, {:?}, command {}, {} hosts",
+        "gateway benchmark: {} clients, {:?}, {load}, command {}, {} hosts",
         args.clients, args.duration, args.command, args.hosts
     );
     println!("  requests ok      {ok}");
