@@ -26,7 +26,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use serde_json::{Map, Value, json};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::AsyncReadExt;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio::time::timeout_at;
@@ -254,22 +254,7 @@ async fn serve(
         }
     };
     let bytes = response.to_bytes();
-    let write = async {
-        stream.write_all(&bytes).await?;
-        stream.shutdown().await?;
-        // Lingering close: drain what the client still sends (a body we ignored), so closing
-        // with unread input does not turn into a reset that destroys the reply.
-        let mut sink = [0u8; 4096];
-        let mut drained = 0usize;
-        let linger = tokio::time::Instant::now() + Duration::from_millis(250);
-        while drained < 1 << 20 {
-            match timeout_at(linger, stream.read(&mut sink)).await {
-                Ok(Ok(n)) if n > 0 => drained += n,
-                _ => break,
-            }
-        }
-        Ok::<(), std::io::Error>(())
-    };
+    let write = crate::net::reply_and_close(&mut stream, &bytes, 1 << 20);
     match tokio::time::timeout(WRITE_TIMEOUT, write).await {
         Ok(Ok(())) => {}
         Ok(Err(error)) => debug!(peer = %peer, %error, "Could not deliver an HTTP reply."),

@@ -24,6 +24,7 @@ pub mod gateway;
 pub mod http;
 pub mod instance;
 pub mod metrics;
+pub mod net;
 pub mod ops;
 pub mod process;
 pub mod publish;

@@ -15,7 +15,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use ipnet::IpNet;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::AsyncReadExt;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio::time::timeout_at;
@@ -164,22 +164,7 @@ async fn serve(
         },
     };
     ctx.metrics.record_gateway(command, ok, started.elapsed());
-    let write = async {
-        stream.write_all(&reply).await?;
-        stream.shutdown().await?;
-        // Lingering close: drain what the client still sends, so closing with unread input
-        // does not turn into a TCP reset that destroys the reply before the client reads it.
-        let mut sink = [0u8; 8192];
-        let mut drained = 0usize;
-        let linger = tokio::time::Instant::now() + Duration::from_millis(250);
-        while drained < 4 << 20 {
-            match timeout_at(linger, stream.read(&mut sink)).await {
-                Ok(Ok(n)) if n > 0 => drained += n,
-                _ => break,
-            }
-        }
-        Ok::<(), std::io::Error>(())
-    };
+    let write = crate::net::reply_and_close(&mut stream, &reply, 4 << 20);
     if let Err(error) = tokio::time::timeout(ctx.config.request_timeout, write).await.unwrap_or_else(|_| {
         Err(std::io::Error::new(std::io::ErrorKind::TimedOut, "client did not read the reply"))
     }) {
