@@ -62,7 +62,8 @@ pub struct DatabaseConfig {
     pub rfdata_schema: String,
     /// Connections in the pool shared by every stage.
     pub max_connections: u32,
-    /// How long a request may wait for a pooled connection before it fails.
+    /// How long a statement may wait for a pooled connection before it fails. The gateway has
+    /// its own, shorter budget for a whole request (`gateway.db_timeout`).
     #[serde(with = "duration_str")]
     pub acquire_timeout: Duration,
     /// Apply pending migrations when the daemon starts.
@@ -350,7 +351,7 @@ impl Default for DatabaseConfig {
             bpdata_schema: "BPDATA".into(),
             rfdata_schema: "RFDATA".into(),
             max_connections: 16,
-            acquire_timeout: Duration::from_millis(800),
+            acquire_timeout: Duration::from_secs(5),
             migrate_on_start: true,
         }
     }
