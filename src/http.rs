@@ -404,19 +404,6 @@ async fn within<T>(
     }
 }
 
-/// Name of a task status code.
-pub fn status_name(s: i8) -> &'static str {
-    match s {
-        status::FROZEN => "frozen",
-        status::SUSPENDED => "stopped",
-        status::ERROR => "failed",
-        status::DONE => "done",
-        status::PENDING => "pending",
-        status::RUNNING => "running",
-        _ => "unknown",
-    }
-}
-
 const STATUSES: [i8; 6] =
     [status::PENDING, status::RUNNING, status::DONE, status::ERROR, status::SUSPENDED, status::FROZEN];
 
@@ -456,10 +443,10 @@ fn queue_json(counts: &[crate::store::stats::QueueCount], types: &[i8]) -> Value
     for t in all_types {
         let mut by_status = Map::new();
         for s in STATUSES {
-            by_status.insert(status_name(s).into(), json!(0));
+            by_status.insert(status::name(s).into(), json!(0));
         }
         for c in counts.iter().filter(|c| c.task_type == t) {
-            let key = status_name(c.status);
+            let key = status::name(c.status);
             let old = by_status.get(key).and_then(Value::as_i64).unwrap_or(0);
             by_status.insert(key.into(), json!(old.saturating_add(c.count)));
         }
@@ -624,11 +611,11 @@ fn render_queue(out: &mut Exposition, name: &str, counts: &[crate::store::stats:
     let mut rows: Vec<(&'static str, &'static str, i64)> = Vec::new();
     for t in types {
         for s in STATUSES {
-            rows.push((type_name(*t), status_name(s), 0));
+            rows.push((type_name(*t), status::name(s), 0));
         }
     }
     for c in counts {
-        let key = (type_name(c.task_type), status_name(c.status));
+        let key = (type_name(c.task_type), status::name(c.status));
         match rows.iter_mut().find(|r| (r.0, r.1) == key) {
             Some(r) => r.2 = r.2.saturating_add(c.count),
             None => rows.push((key.0, key.1, c.count)),
@@ -668,7 +655,7 @@ fn host_json(st: &HostStatus) -> Option<Value> {
     obj.insert("condition_name".into(), json!(condition_name(st.condition)));
     obj.insert("condition_message".into(), json!(st.condition_message));
     obj.insert("task_status".into(), json!(st.task_status));
-    obj.insert("task_status_name".into(), json!(st.task_status.map(status_name)));
+    obj.insert("task_status_name".into(), json!(st.task_status.map(status::name)));
     obj.insert("task_message".into(), json!(st.task_message));
     obj.insert("has_password".into(), json!(st.has_password));
     Some(v)
@@ -681,7 +668,7 @@ fn host_message(st: &HostStatus) -> String {
         parts.push(m.to_string());
     }
     if let Some(s) = st.task_status {
-        parts.push(format!("backup {}", status_name(s)));
+        parts.push(format!("backup {}", status::name(s)));
     }
     parts.join("; ")
 }

@@ -12,19 +12,6 @@ use crate::secret::StationKey;
 use crate::store::Store;
 use crate::store::ops::{HostRow, TaskFilter, TaskRow};
 
-/// Name of a status code.
-pub fn status_name(s: i8) -> &'static str {
-    match s {
-        -3 => "frozen",
-        -2 => "stopped",
-        -1 => "error",
-        0 => "done",
-        1 => "pending",
-        2 => "running",
-        _ => "?",
-    }
-}
-
 /// Parses `error`, `pending`, … or a number.
 pub fn parse_status(s: &str) -> anyhow::Result<i8> {
     Ok(match s.to_ascii_lowercase().as_str() {
@@ -98,11 +85,11 @@ pub async fn status(store: &Store, as_json: bool) -> anyhow::Result<()> {
     writeln!(out, "queue")?;
     let mut rows = Vec::new();
     for (st, n) in &s.host_tasks {
-        rows.push(vec!["host backup".into(), status_name(*st).into(), n.to_string()]);
+        rows.push(vec!["host backup".into(), crate::store::status::name(*st).into(), n.to_string()]);
     }
     for (ty, st, n) in &s.file_tasks {
         let stage = if *ty == 1 { "file copy" } else { "file processing" };
-        rows.push(vec![stage.into(), status_name(*st).into(), n.to_string()]);
+        rows.push(vec![stage.into(), crate::store::status::name(*st).into(), n.to_string()]);
     }
     table(&mut out, &["stage", "status", "tasks"], &rows)?;
     writeln!(
@@ -130,7 +117,7 @@ fn host_cells(h: &HostRow) -> Vec<String> {
         h.host_uid.clone().unwrap_or_default(),
         format!("{}:{}", h.address.clone().unwrap_or_default(), h.port.unwrap_or(22)),
         condition_name(h.condition).into(),
-        h.task_status.map(status_name).unwrap_or("-").into(),
+        h.task_status.map(crate::store::status::name).unwrap_or("-").into(),
         h.pending_backup.to_string(),
         h.backup_error.to_string(),
         h.pending_processing.to_string(),
@@ -173,7 +160,7 @@ pub async fn hosts(store: &Store, host_id: Option<i32>, as_json: bool) -> anyhow
         writeln!(
             out,
             "  backup task  {}{}",
-            h.task_status.map(status_name).unwrap_or("none"),
+            h.task_status.map(crate::store::status::name).unwrap_or("none"),
             h.task_message.as_deref().map(|m| format!(": {m}")).unwrap_or_default()
         )?;
         writeln!(
@@ -307,7 +294,7 @@ pub async fn list_tasks(
                     (_, 1) => "copy".into(),
                     _ => "process".into(),
                 },
-                status_name(t.status).into(),
+                crate::store::status::name(t.status).into(),
                 t.error_code.clone().unwrap_or_default(),
                 t.file.clone().unwrap_or_default(),
                 t.message.clone().unwrap_or_default(),

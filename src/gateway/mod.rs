@@ -303,18 +303,6 @@ fn unknown_host(host_id: i32) -> String {
     format!("host {host_id} is unknown: no backup was ever requested for it")
 }
 
-fn status_name(s: i8) -> &'static str {
-    match s {
-        status::FROZEN => "frozen",
-        status::SUSPENDED => "stopped",
-        status::ERROR => "failed",
-        status::DONE => "done",
-        status::PENDING => "pending",
-        status::RUNNING => "running",
-        _ => "unknown",
-    }
-}
-
 /// The host's condition (`HOST.NU_STATUS`) and last task failure, for the reply message.
 fn condition_message(st: &HostStatus) -> String {
     let mut parts = Vec::new();
@@ -337,11 +325,11 @@ fn condition_message(st: &HostStatus) -> String {
         if s == status::ERROR || s == status::FROZEN {
             parts.push(format!(
                 "backup {}: {}",
-                status_name(s),
+                status::name(s),
                 st.task_message.as_deref().unwrap_or("no detail")
             ));
         } else if parts.is_empty() {
-            parts.push(format!("backup {}", status_name(s)));
+            parts.push(format!("backup {}", status::name(s)));
         }
     }
     if !st.has_password {
@@ -354,7 +342,7 @@ fn backup_message(outcome: EnqueueOutcome, pw: PasswordOutcome, st: &HostStatus,
     let mut msg = match outcome {
         EnqueueOutcome::Created => "backup queued".to_string(),
         EnqueueOutcome::Requeued(prev) => {
-            format!("backup queued (previous run {})", status_name(prev))
+            format!("backup queued (previous run {})", status::name(prev))
         }
         EnqueueOutcome::AlreadyPending => "backup already queued".to_string(),
         EnqueueOutcome::AlreadyRunning => "backup running".to_string(),

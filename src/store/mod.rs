@@ -41,6 +41,19 @@ pub mod status {
     pub const PENDING: i8 = 1;
     /// Claimed by a worker holding a lease.
     pub const RUNNING: i8 = 2;
+
+    /// A status code's name, for people.
+    pub fn name(s: i8) -> &'static str {
+        match s {
+            FROZEN => "frozen",
+            SUSPENDED => "stopped",
+            ERROR => "failed",
+            DONE => "done",
+            PENDING => "pending",
+            RUNNING => "running",
+            _ => "unknown",
+        }
+    }
 }
 
 /// Task types.
